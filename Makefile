@@ -1,0 +1,33 @@
+# Handwriting recognizers: train compact CNNs, package them and serve them with TorchServe.
+# `make help` lists the targets. Variables: DATA_DIR (data root), MODEL (which recognizers).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR ?= data
+MODEL ?= digits letters balanced
+
+.PHONY: help install data test test-fast
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with the pinned dependencies (seconds when nothing changed)
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing pinned dependencies into $(VENV) (torch CPU wheel, constraints.txt) ..."
+	$(VENV)/bin/pip install --disable-pip-version-check -q -c constraints.txt -r requirements-dev.txt
+	@touch $@
+
+data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
+	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
+
+test: install ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
+	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
+
+test-fast: install ## the test suite without the slow tests
+	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -m "not slow"
