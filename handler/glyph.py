@@ -93,20 +93,21 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         raise InputError(
             f"the image is {len(data)} bytes; the limit is {limits.max_bytes} bytes", status=413
         )
+    too_large = (
+        f"the limit is {limits.max_side} pixels a side and {limits.max_pixels} pixels in all: "
+        "scale the drawing down"
+    )
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:  # PIL's own guard, for the most extreme sizes
+        raise InputError(f"the image declares far too many pixels; {too_large}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(
             "the body is not a readable image: send PNG, JPEG, WebP, GIF or BMP bytes"
         ) from exc
-    except Image.DecompressionBombError as exc:  # pragma: no cover - our limits are lower
-        raise InputError(f"the image is too large to decode: {exc}") from exc
     width, height = image.size
     if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
-        raise InputError(
-            f"the image is {width}x{height} pixels; the limit is {limits.max_side} pixels a side "
-            f"and {limits.max_pixels} pixels in all: scale the drawing down"
-        )
+        raise InputError(f"the image is {width}x{height} pixels; {too_large}")
     if width < limits.min_side or height < limits.min_side:
         raise InputError(
             f"the image is {width}x{height} pixels; draw on a canvas of at least "
