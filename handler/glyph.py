@@ -164,13 +164,8 @@ def ink_map(image: Image.Image) -> np.ndarray:
     return ink.astype(np.float32, copy=False)
 
 
-def _clean_ink(ink: np.ndarray, settings: GlyphSettings) -> np.ndarray:
-    """Scale ink so its strongest value is 1 and zero out faint noise (JPEG ringing, paper)."""
-    peak = float(ink.max()) if ink.size else 0.0
-    if peak < settings.min_contrast:
-        raise BlankImageError(
-            "the drawing is blank (or uniformly filled): draw a character with a visible stroke"
-        )
+def _clean_ink(ink: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray:
+    """Scale ink so that ``peak`` becomes 1 and zero out faint noise (JPEG ringing, paper)."""
     floor = settings.noise_floor
     return np.clip((ink / peak - floor) / (1.0 - floor), 0.0, 1.0)
 
@@ -218,13 +213,19 @@ def normalize_glyph(ink: np.ndarray, settings: GlyphSettings = GlyphSettings()) 
 
     Raises :class:`BlankImageError` when there is no ink.
     """
-    ink = _clean_ink(np.asarray(ink, dtype=np.float32), settings)
-    mask = ink > 0
+    ink = np.asarray(ink, dtype=np.float32)
+    peak = float(ink.max()) if ink.size else 0.0
+    if peak < settings.min_contrast:
+        raise BlankImageError(
+            "the drawing is blank (or uniformly filled): draw a character with a visible stroke"
+        )
+    mask = ink > settings.noise_floor * peak  # what survives the noise floor
     if mask.sum() < max(1, settings.min_ink_fraction * ink.size):
         raise BlankImageError("the drawing is blank: draw a character with a visible stroke")
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    # Only the crop is cleaned: on a large canvas most pixels are background.
+    crop = _clean_ink(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], peak, settings)
 
     # Square frame around the crop, so scaling keeps the aspect ratio.
     height, width = crop.shape
