@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
 MODEL ?= digits letters balanced
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install data test test-fast
+.PHONY: help install data test test-fast browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,8 +27,15 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
 	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
 
-test: install ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
+test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
 
 test-fast: install ## the test suite without the slow tests
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -m "not slow"
+
+browser: ## install Debian's chromium for the browser tests (apt-get; skipped when CHROMIUM exists)
+	@test -x $(CHROMIUM) || { \
+	  echo "installing chromium with apt-get (the browser tests drive it headless) ..."; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }

@@ -1,0 +1,90 @@
+"""Turn what the Gradio app receives (a Sketchpad value or an uploaded image) into request bytes.
+
+Gradio's ``Sketchpad`` hands a callback ``{"background", "layers", "composite"}``. With its
+default ``image_mode="RGBA"`` the ink is black on a *transparent* background: the drawing lives in
+the alpha channel and a greyscale conversion of the composite is uniformly black. So nothing here
+flattens or converts to grey: the image is sent as PNG with its alpha, and the handler's
+:func:`handler.glyph.ink_map` finds the ink whatever the canvas style.
+
+All functions are pure (PIL images and numpy arrays in, bytes or images out); the app and the
+tests call them without a server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+# Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) is converted first.
+PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
+
+
+class NoDrawingError(ValueError):
+    """There is nothing to recognize: no image, or an image whose pixels are all the same."""
+
+
+def as_image(value: Image.Image | np.ndarray) -> Image.Image:
+    """A PIL image from what a Gradio image component hands over (``type="pil"`` or ``"numpy"``)."""
+    return value if isinstance(value, Image.Image) else Image.fromarray(np.asarray(value))
+
+
+def sketch_image(value: Mapping[str, Any] | None) -> Image.Image:
+    """The drawing shown on a Sketchpad: its ``composite``, or, when a caller (an API client, say)
+    sent only ``background`` and ``layers``, those layers stacked in order, alpha kept.
+
+    Raises :class:`NoDrawingError` when the value holds no image at all.
+    """
+    if value is not None and value.get("composite") is not None:
+        return as_image(value["composite"])
+    parts = [] if value is None else [value.get("background"), *(value.get("layers") or [])]
+    images = [as_image(part).convert("RGBA") for part in parts if part is not None]
+    if not images:
+        raise NoDrawingError("the sketchpad is empty: draw a character first")
+    stacked = Image.new("RGBA", images[0].size, (0, 0, 0, 0))
+    for image in images:
+        stacked.alpha_composite(image.resize(stacked.size) if image.size != stacked.size else image)
+    return stacked
+
+
+def is_blank(image: Image.Image) -> bool:
+    """True when every pixel is the same in every channel (alpha included): nothing was drawn."""
+    extrema = image.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode as PNG, keeping the alpha channel (where a Sketchpad puts the ink).
+
+    Raises :class:`NoDrawingError` for a blank image, so an empty pad is reported before any
+    request is made.
+    """
+    if is_blank(image):
+        raise NoDrawingError("the image is blank: draw or upload a character first")
+    if image.mode not in PNG_MODES:
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sketch_to_png(value: Mapping[str, Any] | None) -> bytes:
+    """Sketchpad value -> the PNG bytes to send for recognition."""
+    return png_bytes(sketch_image(value))
+
+
+def upload_to_png(value: Image.Image | np.ndarray | None) -> bytes:
+    """Uploaded image (any mode) -> the PNG bytes to send for recognition."""
+    if value is None:
+        raise NoDrawingError("no image was uploaded: choose an image file first")
+    return png_bytes(as_image(value))
+
+
+def image_from_base64(text: str) -> Image.Image:
+    """Decode the base64 PNG the handler returns as ``input`` (the 28x28 glyph the model saw)."""
+    return Image.open(io.BytesIO(base64.b64decode(text)))
