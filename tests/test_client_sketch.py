@@ -63,8 +63,14 @@ def test_the_sketchpad_composite_is_sent_with_its_alpha(as_numpy):
     assert np.array_equal(np.asarray(image.getchannel("A")), np.asarray(layer.getchannel("A")))
 
 
-def test_a_sketch_reaches_the_model_as_the_same_glyph_as_black_ink_on_white():
-    sketch = sketch_to_png(sketchpad_value(sketchpad_layer()))
+@pytest.mark.parametrize("background", [(0, 0, 0, 0), (255, 255, 255, 255)], ids=["clear", "white"])
+def test_a_sketch_reaches_the_model_as_the_same_glyph_as_black_ink_on_white(background):
+    # In the browser the pad's background layer is opaque white; from an API client it may be
+    # transparent. Either way the handler must see the drawing's glyph.
+    layer = sketchpad_layer()
+    value = sketchpad_value(layer)
+    value["composite"] = Image.alpha_composite(Image.new("RGBA", layer.size, background), layer)
+    sketch = sketch_to_png(value)
     assert np.abs(canvas_to_glyph(sketch) - canvas_to_glyph(black_on_white())).mean() < 0.01
 
 
@@ -84,8 +90,9 @@ def test_without_a_composite_the_layers_are_stacked_over_the_background():
         None,
         {"background": None, "layers": [], "composite": None},
         sketchpad_value(Image.new("RGBA", (280, 280), (0, 0, 0, 0))),  # cleared pad
+        {"background": None, "layers": [], "composite": Image.new("RGBA", (280, 280), "white")},
     ],
-    ids=["no-value", "no-images", "cleared"],
+    ids=["no-value", "no-images", "cleared", "white"],
 )
 def test_an_empty_pad_is_refused_before_any_request(value):
     with pytest.raises(NoDrawingError, match="draw"):
