@@ -1,0 +1,317 @@
+"""Evaluate an exported recognizer: test metrics, confusion matrix, training curves and canvas
+robustness, written beside the model as ``metrics.json``, ``confusion_matrix.{json,png}`` and
+``curves.png``.
+
+    python -m training.evaluate --model letters --data-dir DIR [--models models/]
+
+Everything is measured on the exported TorchScript ``model.pt`` with its own
+``preprocessing.json``, i.e. on what the handler serves, never on the eager training model.
+
+Canvas robustness: a model that scores 99% on scanned test images can still fail on drawings,
+which are larger, off-centre, drawn with thin or thick pens, on white, black or transparent
+backgrounds. :func:`render_canvas` draws each held-out test image that way, PNG-encoded, and
+:func:`handler.glyph.canvas_to_glyph` (what the handler's preprocess calls) decodes it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from handler.glyph import BlankImageError, GlyphSettings, _stroke_width, canvas_to_glyph
+from training.labels import CLASS_NAMES
+
+CANVAS_SIZE = 280
+CANVAS_STYLES = ("black_on_white", "white_on_black", "transparent")
+PEN_STYLES = ("thin", "medium", "thick")
+CANVAS_SEED = 280  # fixed: every evaluation draws the very same canvases
+
+
+# ------------------------------------------------------------------------------- predictions
+
+
+def predict(
+    model: torch.nn.Module, glyphs: np.ndarray, mean: float, std: float, batch_size: int = 1000
+) -> np.ndarray:
+    """Class indices for uint8 glyphs [N, 28, 28], standardized with ``mean`` and ``std``."""
+    model.eval()
+    x = torch.from_numpy(np.ascontiguousarray(glyphs)).unsqueeze(1).float() / 255.0
+    with torch.no_grad():
+        return torch.cat([model((b - mean) / std).argmax(1) for b in x.split(batch_size)]).numpy()
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class]."""
+    return np.bincount(labels * num_classes + predicted, minlength=num_classes**2).reshape(
+        num_classes, num_classes
+    )
+
+
+def classification_metrics(matrix: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Accuracy, macro precision/recall/F1 and per-class figures from a confusion matrix.
+
+    A class's accuracy is the fraction of its test images recognized (its recall); a class never
+    predicted has precision 0, as in scikit-learn's ``zero_division=0``.
+    """
+    true_positive = np.diag(matrix).astype(np.float64)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    precision = np.divide(true_positive, predicted, out=np.zeros_like(true_positive), where=predicted > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    present = support > 0  # macro averages over the classes that occur in the test set
+    return {
+        "accuracy": float(true_positive.sum() / max(matrix.sum(), 1)),
+        "macro_precision": float(precision[present].mean()),
+        "macro_recall": float(recall[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "accuracy": float(recall[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(names)
+        },
+    }
+
+
+# ---------------------------------------------------------------------------- canvas drawing
+
+
+def _max_filter(image: np.ndarray, radius: int) -> np.ndarray:
+    """Grey dilation with a (2 radius + 1) square, separable."""
+    for axis in (0, 1):
+        padded = np.pad(image, [(radius, radius) if a == axis else (0, 0) for a in (0, 1)])
+        image = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis).max(axis=-1)
+    return image
+
+
+def _change_strokes(ink: np.ndarray, pen: str, glyph_side: int, rng: np.random.Generator) -> np.ndarray:
+    """Thin (erode) or thicken (dilate) canvas-resolution strokes, like a fine pen or a marker.
+
+    A thin pen takes 10-25% of the mean stroke width off each side: strokes keep 50-80% of their
+    width, enough that the thinnest parts of a pressure-varying stroke survive. A marker adds
+    1-4% of the glyph's size on each side, so small loops stay open as they do on paper.
+    """
+    if pen == "thick":
+        return _max_filter(ink, max(1, int(rng.uniform(0.01, 0.04) * glyph_side)))
+    if pen == "thin":
+        radius = int(_stroke_width(ink >= 0.5) * rng.uniform(0.10, 0.25))  # the normalization's estimate
+        return 1.0 - _max_filter(1.0 - ink, radius) if radius > 0 else ink
+    return ink
+
+
+def render_canvas(
+    glyph28: np.ndarray, style: str, rng: np.random.Generator, size: int = CANVAS_SIZE
+) -> bytes:
+    """Draw a 28x28 glyph (uint8, ink 255 on 0, upright) the way a person draws on a ``size`` x
+    ``size`` canvas and return the PNG bytes.
+
+    The glyph's ink is cropped, scaled so its longer side covers 35-80% of the canvas, made into
+    crisp anti-aliased strokes, thinned or thickened with a random
+    pen, and placed anywhere on the canvas (off-centre). ``style`` is the canvas: dark ink on white
+    (``black_on_white``), light ink on black (``white_on_black``) or black ink on a transparent
+    background (``transparent``, RGBA, like Gradio's Sketchpad).
+    """
+    if style not in CANVAS_STYLES:
+        raise ValueError(f"unknown canvas style {style!r}: choose one of {CANVAS_STYLES}")
+    ink = glyph28.astype(np.float32) / max(float(glyph28.max()), 1.0)
+    rows = np.flatnonzero((ink > 0.2).any(axis=1))
+    cols = np.flatnonzero((ink > 0.2).any(axis=0))
+    if not len(rows):
+        raise BlankImageError("the glyph has no ink to draw")
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = rng.uniform(0.35, 0.80) * size / max(crop.shape)
+    height, width = (max(1, round(side * scale)) for side in crop.shape)
+    big = np.asarray(Image.fromarray(crop).resize((width, height), Image.BICUBIC))
+    # Crisp strokes with anti-aliased edges: a steep ramp, low enough that faint pencil strokes of
+    # scanned forms become whole pen strokes instead of broken ones.
+    strokes = np.clip((big - 0.35) * 4.0 + 0.5, 0.0, 1.0)
+    margin = int(0.04 * size) + 1  # room for a marker's dilation beyond the crop
+    work = np.pad(strokes, margin)
+    work = _change_strokes(work, str(rng.choice(PEN_STYLES)), max(height, width), rng)
+    canvas = np.zeros((size + 2 * margin, size + 2 * margin), dtype=np.float32)
+    top = int(rng.integers(0, size - height + 1))
+    left = int(rng.integers(0, size - width + 1))
+    canvas[top : top + work.shape[0], left : left + work.shape[1]] = work
+    level = np.uint8(np.clip(canvas[margin:-margin, margin:-margin], 0, 1) * 255 + 0.5)
+    if style == "black_on_white":
+        image = Image.fromarray(255 - level)
+    elif style == "white_on_black":
+        image = Image.fromarray(level)
+    else:
+        black = np.zeros((size, size, 3), dtype=np.uint8)
+        image = Image.fromarray(np.dstack([black, level]), mode="RGBA")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _canvas_glyph(job: tuple[np.ndarray, str, int, GlyphSettings]) -> np.ndarray:
+    """Render one test image on a canvas and decode it as the handler does (uint8 glyph)."""
+    image, style, seed, settings = job
+    try:
+        glyph = canvas_to_glyph(render_canvas(image, style, np.random.default_rng(seed)), settings)
+    except BlankImageError:  # a blank test image: the model sees zeros, as in training
+        glyph = np.zeros((settings.size, settings.size), dtype=np.float32)
+    return np.uint8(np.clip(glyph * 255.0 + 0.5, 0, 255))
+
+
+def canvas_glyphs(images: np.ndarray, style: str, settings: GlyphSettings, seed: int = CANVAS_SEED) -> np.ndarray:
+    """Every image drawn on a canvas of ``style`` and decoded by ``canvas_to_glyph``. Each image
+    has its own seeded generator, so the result does not depend on the worker count."""
+    style_index = CANVAS_STYLES.index(style)
+    jobs = ((image, style, [seed, style_index, i], settings) for i, image in enumerate(images))
+    with Pool(processes=min(2, os.cpu_count() or 1)) as pool:
+        glyphs = list(tqdm(pool.imap(_canvas_glyph, jobs, chunksize=256), total=len(images), desc=f"canvas {style}", unit="img"))
+    return np.stack(glyphs)
+
+
+# --------------------------------------------------------------------------------------- plots
+
+
+def plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = max(5.0, 0.22 * len(names) + 2.0)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (row-normalized, test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = range(1, len(history["train_loss"]) + 1)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+    loss_ax.plot(epochs, history["train_loss"], marker="o")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    acc_ax.plot(epochs, [100 * a for a in history["val_accuracy"]], marker="o", color="tab:green")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------- evaluate
+
+
+def evaluate_folder(
+    folder: str | os.PathLike, data: Any, training: dict[str, Any], canvas_limit: int | None = None
+) -> dict[str, Any]:
+    """Evaluate ``folder``'s exported model on ``data`` (a :class:`training.prepare.PreparedData`
+    made with the same glyph settings) and write the metrics and plots into ``folder``."""
+    folder = Path(folder)
+    name = json.loads((folder / "model.json").read_text())["name"]
+    names = CLASS_NAMES[name]
+    preprocessing = json.loads((folder / "preprocessing.json").read_text())
+    settings = GlyphSettings.from_dict(preprocessing["glyph"])
+    mean, std = preprocessing["mean"], preprocessing["std"]
+    model = torch.jit.load(str(folder / "model.pt"))
+
+    labels = data.test.labels
+    predicted = predict(model, data.test.images, mean, std)
+    matrix = confusion_matrix(labels, predicted, len(names))
+    test = classification_metrics(matrix, names)
+
+    # Canvas robustness on the same test images, each drawn once per canvas style.
+    count = len(labels) if canvas_limit is None else min(canvas_limit, len(labels))
+    correct = {
+        style: predict(model, canvas_glyphs(data.raw_test[:count], style, settings), mean, std) == labels[:count]
+        for style in CANVAS_STYLES
+    }
+    plain = float((predicted[:count] == labels[:count]).mean())
+    canvas_accuracy = float(np.mean(list(correct.values())))
+    canvas = {
+        "images": count,
+        "canvas_size": CANVAS_SIZE,
+        "seed": CANVAS_SEED,
+        "accuracy": canvas_accuracy,
+        "per_style": {style: float(c.mean()) for style, c in correct.items()},
+        "plain_accuracy_same_images": plain,
+        "gap_points": round(100 * (plain - canvas_accuracy), 3),
+    }
+
+    metrics = {
+        "name": name,
+        "test_images": int(len(labels)),
+        "test_accuracy": test["accuracy"],
+        "canvas_accuracy": canvas_accuracy,
+        "macro_precision": test["macro_precision"],
+        "macro_recall": test["macro_recall"],
+        "macro_f1": test["macro_f1"],
+        "canvas": canvas,
+        "per_class": test["per_class"],
+        "data": data.source,
+        "training": training,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (folder / "confusion_matrix.json").write_text(
+        json.dumps({"classes": names, "rows_true_columns_predicted": matrix.tolist()}) + "\n"
+    )
+    plot_confusion(matrix, names, folder / "confusion_matrix.png")
+    plot_curves(training["history"], folder / "curves.png")
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A few lines for the console."""
+    canvas = metrics["canvas"]
+    styles = ", ".join(f"{s} {100 * a:.2f}%" for s, a in canvas["per_style"].items())
+    return (
+        f"{metrics['name']}: test accuracy {100 * metrics['test_accuracy']:.2f}% "
+        f"({metrics['test_images']} images), macro F1 {100 * metrics['macro_f1']:.2f}%\n"
+        f"canvas accuracy {100 * canvas['accuracy']:.2f}% on {canvas['images']} images x "
+        f"{len(canvas['per_style'])} styles ({styles}); gap {canvas['gap_points']:.2f} points"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Re-evaluate an exported model (e.g. after changing the evaluation) without training."""
+    from training.prepare import DEFAULT_CACHE, prepare
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--model", required=True, choices=sorted(CLASS_NAMES))
+    parser.add_argument("--data-dir", default="data", help="data root (torchvision's layout)")
+    parser.add_argument("--models", default="models", help="folder holding <model>/")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
+    parser.add_argument("--canvas-limit", type=int, help="canvas robustness on the first N test images")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    folder = Path(args.models) / args.model
+    settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
+    training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training
+    data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir)
+    print(summary(evaluate_folder(folder, data, training, canvas_limit=args.canvas_limit)))
+
+
+if __name__ == "__main__":
+    main()
