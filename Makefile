@@ -27,6 +27,17 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
 	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
 
+# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT.
+TRAIN_FLAGS = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
+	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(LR),--lr $(LR)) $(if $(LIMIT),--limit $(LIMIT))
+
+.PHONY: train evaluate
+train: install ## train, export and evaluate MODEL (default: all three) into models/; EPOCHS, SEED, ... override config/recognizers.yaml
+	@for m in $(MODEL); do $(PY) -m training.train --model $$m --data-dir $(DATA_DIR) --out models $(TRAIN_FLAGS) || exit 1; done
+
+evaluate: install ## re-evaluate the exported MODEL(s) in models/ without training (metrics.json, plots)
+	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models models || exit 1; done
+
 test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
 
