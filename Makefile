@@ -38,6 +38,37 @@ train: install ## train, export and evaluate MODEL (default: all three) into mod
 evaluate: install ## re-evaluate the exported MODEL(s) in models/ without training (metrics.json, plots)
 	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models models || exit 1; done
 
+# Serving. MODELS_DIR: exported models to package; MODEL_STORE: the .mar archives; RUN_DIR: all
+# of TorchServe's runtime files. INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, GRPC_INFERENCE_PORT,
+# GRPC_MANAGEMENT_PORT override config/config.properties when set.
+MODELS_DIR ?= models
+MODEL_STORE ?= model_store
+RUN_DIR ?= .run
+ARCHIVES := $(MODEL:%=$(MODEL_STORE)/%.mar)
+HANDLER_FILES := handler/__init__.py handler/glyph.py handler/payload.py handler/recognizer.py \
+	handler/archive.py config/serving.yaml
+SERVE_FLAGS = --run-dir $(RUN_DIR) \
+	$(if $(INFERENCE_PORT),--inference-port $(INFERENCE_PORT)) \
+	$(if $(MANAGEMENT_PORT),--management-port $(MANAGEMENT_PORT)) \
+	$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) \
+	$(if $(GRPC_INFERENCE_PORT),--grpc-inference-port $(GRPC_INFERENCE_PORT)) \
+	$(if $(GRPC_MANAGEMENT_PORT),--grpc-management-port $(GRPC_MANAGEMENT_PORT))
+
+.PHONY: archive serve stop status
+archive: $(ARCHIVES) ## package MODEL from MODELS_DIR into MODEL_STORE/<name>.mar (only what changed)
+$(ARCHIVES): $(MODEL_STORE)/%.mar: $(MODELS_DIR)/%/model.pt $(MODELS_DIR)/%/index_to_name.json \
+		$(MODELS_DIR)/%/preprocessing.json $(MODELS_DIR)/%/model.json $(HANDLER_FILES) | $(STAMP)
+	$(PY) -m handler.archive $* --models-dir $(MODELS_DIR) --model-store $(MODEL_STORE)
+
+serve: archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY
+	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL)
+
+stop: ## stop TorchServe and wait until its processes are gone
+	$(PY) -m handler.server stop --run-dir $(RUN_DIR)
+
+status: ## TorchServe's models, versions and workers
+	$(PY) -m handler.server status --run-dir $(RUN_DIR)
+
 test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
 

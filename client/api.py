@@ -1,0 +1,291 @@
+"""Talk to the recognizers' TorchServe: the one place that knows its URLs, keys and error format.
+
+Every caller (the management CLI, ``make serve/status``, the Gradio app, the tests, the
+benchmarks) goes through :class:`TorchServeClient`, so token handling is written once:
+
+- **Where**: :meth:`Endpoints.discover` takes explicit arguments first, then the environment
+  (``RECOGNIZER_INFERENCE_URL``, ``RECOGNIZER_MANAGEMENT_URL``, ``RECOGNIZER_METRICS_URL``,
+  ``RECOGNIZER_KEY_FILE``, ``RECOGNIZER_RUN_DIR``), then the configuration ``make serve`` wrote
+  into the run folder (``.run/config.properties``), then TorchServe's default ports.
+- **Keys**: TorchServe writes ``key_file.json`` (inference, management and API keys) into its run
+  folder. Inference calls send the inference key, management calls the management key, metrics
+  none. Keys expire (``token_expiration_min``) and can be rotated (``POST /token``), so on a
+  refused token the client re-reads the key file and retries once; if the key in the file has
+  expired and nobody has rotated it yet, it rotates it with the API key first.
+- **Errors**: TorchServe and the handler both answer errors with ``{"code", "type", "message"}``;
+  they become :class:`ServingError` with those fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import requests
+
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_RUN_DIR = PROJECT / ".run"
+DEFAULT_URLS = {
+    "inference": "http://127.0.0.1:8080",
+    "management": "http://127.0.0.1:8081",
+    "metrics": "http://127.0.0.1:8082",
+}
+ADDRESS_PROPERTIES = {api: f"{api}_address" for api in DEFAULT_URLS}  # config.properties keys
+TOKEN_ERROR = "InvalidKeyException"  # what TorchServe answers (HTTP 400) to a missing/bad token
+
+
+class ServingError(RuntimeError):
+    """An error answer from TorchServe or the handler: HTTP status, type and a message that says
+    what went wrong (for the handler's 4xx: what to fix)."""
+
+    def __init__(self, status: int, type: str, message: str):
+        super().__init__(f"{status} {type}: {message}")
+        self.status = status
+        self.type = type
+        self.message = message
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> "ServingError":
+        try:
+            body = response.json()
+            return cls(response.status_code, body.get("type", ""), body.get("message", ""))
+        except (ValueError, AttributeError):
+            return cls(response.status_code, response.reason or "", response.text.strip())
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """``key=value`` lines of a Java properties file (comments skipped, ``\\\\`` unescaped)."""
+    properties = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, value = line.split("=", 1)
+            properties[key.strip()] = value.strip().replace("\\\\", "\\")
+    return properties
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a TorchServe listens and where its key file is."""
+
+    inference: str
+    management: str
+    metrics: str
+    key_file: Path
+    model_store: Path | None = None  # known when discovered from a run folder
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path) -> "Endpoints":
+        """The endpoints of the server ``python -m handler.server start`` runs in ``run_dir``."""
+        properties = read_properties(run_dir / "config.properties")
+        urls = {api: properties.get(key, DEFAULT_URLS[api]) for api, key in ADDRESS_PROPERTIES.items()}
+        store = properties.get("model_store")
+        return cls(**urls, key_file=run_dir / "key_file.json", model_store=Path(store) if store else None)
+
+    @classmethod
+    def discover(
+        cls,
+        run_dir: Path | None = None,
+        inference: str | None = None,
+        management: str | None = None,
+        metrics: str | None = None,
+        key_file: Path | None = None,
+    ) -> "Endpoints":
+        """Arguments, then ``RECOGNIZER_*`` variables, then the run folder, then the defaults."""
+        env = os.environ.get
+        run_dir = Path(run_dir or env("RECOGNIZER_RUN_DIR") or DEFAULT_RUN_DIR)
+        if (run_dir / "config.properties").is_file():
+            base = cls.from_run_dir(run_dir)
+        else:
+            base = cls(**DEFAULT_URLS, key_file=run_dir / "key_file.json")
+        return cls(
+            inference=inference or env("RECOGNIZER_INFERENCE_URL") or base.inference,
+            management=management or env("RECOGNIZER_MANAGEMENT_URL") or base.management,
+            metrics=metrics or env("RECOGNIZER_METRICS_URL") or base.metrics,
+            key_file=Path(key_file or env("RECOGNIZER_KEY_FILE") or base.key_file),
+            model_store=base.model_store,
+        )
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one ``key_file.json``, with the inference and management keys' expiry."""
+
+    inference: str
+    management: str
+    api: str
+    expires: dict[str, datetime]
+
+    @classmethod
+    def read(cls, key_file: Path) -> "Keys":
+        try:
+            data = json.loads(key_file.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no key file at {key_file}: is TorchServe running? (make serve)"
+            ) from None
+        expires = {
+            kind: datetime.fromisoformat(data[kind]["expiration time"].replace("Z", "+00:00"))
+            for kind in ("inference", "management")
+        }
+        return cls(
+            inference=data["inference"]["key"],
+            management=data["management"]["key"],
+            api=data["API"]["key"],
+            expires=expires,
+        )
+
+    def expired(self, kind: str) -> bool:
+        return datetime.now(timezone.utc) >= self.expires[kind]
+
+
+class TorchServeClient:
+    """HTTP calls to one TorchServe; see the module docstring for URLs, keys and errors."""
+
+    def __init__(self, endpoints: Endpoints | None = None, timeout: float = 30.0):
+        self.endpoints = endpoints or Endpoints.discover()
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._keys: Keys | None = None
+
+    # -- transport -------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> Keys:
+        """The keys, read from the key file on first use and after a refused token."""
+        if self._keys is None:
+            self._keys = Keys.read(self.endpoints.key_file)
+        return self._keys
+
+    def request(self, api: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call to ``api`` ("inference", "management" or "metrics") with the right token;
+        a refused token is renewed from the key file and the call retried once."""
+        url = getattr(self.endpoints, api).rstrip("/") + path
+        kwargs.setdefault("timeout", self.timeout)
+        if api == "metrics":
+            return self.session.request(method, url, **kwargs)
+        headers = kwargs.pop("headers", {})
+
+        def send(key: str) -> requests.Response:
+            auth = {**headers, "Authorization": f"Bearer {key}"}
+            return self.session.request(method, url, headers=auth, **kwargs)
+
+        key = getattr(self.keys, api)
+        response = send(key)
+        if is_token_error(response):
+            self._renew_key(api, key)
+            response = send(getattr(self.keys, api))
+        return response
+
+    def call(self, api: str, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`request`, raising :class:`ServingError` on an error status; returns the JSON
+        body (or ``None`` when the body is empty)."""
+        response = self.request(api, method, path, **kwargs)
+        if not response.ok:
+            raise ServingError.from_response(response)
+        return response.json() if response.content else None
+
+    def _renew_key(self, api: str, refused: str) -> None:
+        """Re-read the key file; when it still holds the refused key and that key has expired,
+        rotate it (the API key may) so that the retry has a valid one."""
+        self._keys = Keys.read(self.endpoints.key_file)
+        if getattr(self._keys, api) == refused and self._keys.expired(api):
+            self.rotate_key(api)
+
+    def rotate_key(self, kind: str) -> str:
+        """Replace the ``inference`` or ``management`` key (TorchServe rewrites the key file);
+        returns the new key. The old key is refused from then on."""
+        url = self.endpoints.management.rstrip("/") + "/token"
+        response = self.session.post(
+            url,
+            params={"type": kind},
+            headers={"Authorization": f"Bearer {self.keys.api}"},
+            timeout=self.timeout,
+        )
+        if not response.ok:
+            raise ServingError.from_response(response)
+        self._keys = Keys.read(self.endpoints.key_file)
+        return getattr(self._keys, kind)
+
+    # -- inference -------------------------------------------------------------------------------
+
+    def ping(self) -> dict[str, Any]:
+        return self.call("inference", "GET", "/ping")
+
+    def predict(
+        self,
+        model: str,
+        image: bytes,
+        version: str | None = None,
+        top_k: int | None = None,
+        return_input: bool = False,
+    ) -> dict[str, Any]:
+        """Recognize the drawing in ``image`` (encoded PNG, JPEG, ... bytes); returns the output
+        contract (README, "Serving"). Raises :class:`ServingError` with the handler's message."""
+        body: dict[str, Any] = {"image": base64.b64encode(image).decode("ascii")}
+        if top_k is not None:
+            body["top_k"] = top_k
+        if return_input:
+            body["return_input"] = True
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        return self.call("inference", "POST", path, json=body)
+
+    # -- management ------------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        """Registered models (name and archive; their default versions)."""
+        return self.call("management", "GET", "/models", params={"limit": 1000})["models"]
+
+    def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        """``model``'s default version, or ``version``, or with ``"all"`` every version: their
+        settings and their workers (id, pid, status)."""
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        return self.call("management", "GET", path)
+
+    def register(
+        self, archive: str, model_name: str | None = None, **params: Any
+    ) -> dict[str, Any]:
+        """Register ``archive`` (a ``.mar`` file name in the model store) and wait until its
+        workers are up. TorchServe takes the workers, batch size and timeouts from the archive's
+        model-config.yaml; ``params`` (e.g. ``batch_size=8``) are passed through."""
+        query = {"url": archive, "synchronous": "true", **params}
+        if model_name:
+            query["model_name"] = model_name
+        return self.call("management", "POST", "/models", params=query)
+
+    def scale(self, model: str, workers: int, version: str | None = None) -> dict[str, Any]:
+        """Run exactly ``workers`` workers for ``model`` (default version), waiting until done."""
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
+        return self.call("management", "PUT", path, params=params)
+
+    def set_default(self, model: str, version: str) -> dict[str, Any]:
+        return self.call("management", "PUT", f"/models/{model}/{version}/set-default")
+
+    def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        return self.call("management", "DELETE", path)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of the metrics port (no token needed)."""
+        response = self.request("metrics", "GET", "/metrics")
+        if not response.ok:
+            raise ServingError.from_response(response)
+        return response.text
+
+
+def is_token_error(response: requests.Response) -> bool:
+    """TorchServe refuses a missing, wrong or expired token with HTTP 400 InvalidKeyException."""
+    if response.status_code != 400:
+        return False
+    try:
+        return response.json().get("type") == TOKEN_ERROR
+    except ValueError:
+        return False

@@ -1,0 +1,113 @@
+"""Package an exported recognizer into a TorchServe model archive (``<name>.mar``).
+
+``python -m handler.archive digits letters --models-dir models --model-store model_store``
+
+An archive holds the TorchScript model, the handler and the modules it imports, the model's
+metadata files and a ``model-config.yaml`` rendered from ``config/serving.yaml``. The version
+is the one training wrote into ``model.json``.
+
+Layout, and why: ``torch-model-archiver`` copies the *contents* of each ``--extra-files`` folder
+into the archive's root, and copies ``--handler`` there too. So a staging folder holding a
+``handler/`` package becomes ``<model dir>/handler/`` inside the worker, and the entry point
+``recognizer.py`` (top level, imported by TorchServe as module ``recognizer``) can write
+``from handler.glyph import ...`` exactly as in this repository: the normalization shared with
+training is imported, never copied into a second version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+HANDLER_MODULES = ("__init__.py", "glyph.py", "payload.py", "recognizer.py")  # what the worker imports
+METADATA_FILES = ("index_to_name.json", "preprocessing.json", "model.json")
+MODEL_FILE = "model.pt"
+
+
+def model_config(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``model-config.yaml`` of one model: the defaults, then that model's overrides
+    (the ``handler:`` section is merged key by key)."""
+    overrides = dict((config.get("models") or {}).get(name) or {})
+    merged = {**config.get("defaults", {}), **overrides}
+    merged["handler"] = {
+        **config.get("defaults", {}).get("handler", {}),
+        **overrides.get("handler", {}),
+    }
+    return merged
+
+
+def model_version(model_dir: Path) -> str:
+    """The version training exported with the model (``model.json``)."""
+    return str(json.loads((model_dir / "model.json").read_text())["version"])
+
+
+def build_archive(
+    name: str, models_dir: Path, model_store: Path, config: dict[str, Any], build_dir: Path
+) -> Path:
+    """Stage and package one model; returns the ``.mar`` path in ``model_store``."""
+    model_dir = models_dir / name
+    missing = [f for f in (MODEL_FILE, *METADATA_FILES) if not (model_dir / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{model_dir} lacks {', '.join(missing)}: train and export the model first "
+            f"(make train) or point MODELS_DIR at exported models"
+        )
+    stage = build_dir / name
+    shutil.rmtree(stage, ignore_errors=True)
+    extra = stage / "extra"
+    (extra / "handler").mkdir(parents=True)
+    for module in HANDLER_MODULES:
+        shutil.copy2(PROJECT / "handler" / module, extra / "handler" / module)
+    for metadata in METADATA_FILES:
+        shutil.copy2(model_dir / metadata, extra / metadata)
+    config_file = stage / "model-config.yaml"
+    config_file.write_text(yaml.safe_dump(model_config(config, name), sort_keys=False))
+    tmp = stage / "tmp"  # the archiver stages files in the temp folder: keep them out of /tmp
+    tmp.mkdir()
+    model_store.mkdir(parents=True, exist_ok=True)
+
+    command = [
+        sys.executable, "-m", "model_archiver.model_packaging",
+        "--model-name", name,
+        "--version", model_version(model_dir),
+        "--serialized-file", str(model_dir / MODEL_FILE),
+        "--handler", str(extra / "handler" / "recognizer.py"),
+        "--extra-files", str(extra),
+        "--config-file", str(config_file),
+        "--export-path", str(model_store),
+        "--force",
+    ]
+    env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
+    subprocess.run(command, check=True, env=env)
+    shutil.rmtree(stage)
+    return model_store / f"{name}.mar"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="+", help="recognizers to package, e.g. digits letters")
+    parser.add_argument("--models-dir", type=Path, default=PROJECT / "models")
+    parser.add_argument("--model-store", type=Path, default=PROJECT / "model_store")
+    parser.add_argument("--config", type=Path, default=PROJECT / "config" / "serving.yaml")
+    parser.add_argument("--build-dir", type=Path, default=PROJECT / "build" / "archive")
+    args = parser.parse_args(argv)
+    config = yaml.safe_load(args.config.read_text())
+    for name in args.names:
+        try:
+            target = build_archive(name, args.models_dir, args.model_store, config, args.build_dir)
+        except FileNotFoundError as error:
+            sys.exit(f"error: {error}")
+        print(f"{target} (version {model_version(args.models_dir / name)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""TorchServe handler of the handwriting recognizers (digits, letters, balanced).
+
+One handler serves the three models: everything model-specific is read from the archive
+(``model.pt``, ``index_to_name.json``, ``preprocessing.json``, ``model.json``) and from the
+``handler:`` section of its ``model-config.yaml``. Each request is normalized by
+:mod:`handler.glyph`, the code that prepared the training data, so the model sees drawings the way
+it saw its training set.
+
+A request with bad input (not an image, blank, too large, broken JSON or base64, ...) gets its own
+4xx and a JSON body ``{"code", "type", "message"}``; the other requests of its batch are answered
+normally. The archive stores this file twice: top level as ``recognizer.py`` (TorchServe's entry
+point, which must define exactly one class) and inside the ``handler/`` package with the modules it
+imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+from dataclasses import replace
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from ts.context import Context
+from ts.handler_utils.timer import timed
+from ts.torch_handler.base_handler import BaseHandler
+
+from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_to_glyph
+from handler.payload import Batch, Request, parse_request
+
+logger = logging.getLogger(__name__)
+
+THREADS_ENV = "RECOGNIZER_TORCH_THREADS"  # overrides handler.torch_threads without re-archiving
+DEFAULT_TOP_K = 5
+JSON_TYPE = "application/json"
+
+
+class RecognizerHandler(BaseHandler):
+    """Canvas image in, ranked labels out; see the module docstring and README's output contract."""
+
+    def initialize(self, context: Context) -> None:
+        """Load the TorchScript model and label map (BaseHandler), then the model's preprocessing
+        constants, its version and the handler settings from ``model-config.yaml``."""
+        settings = (context.model_yaml_config or {}).get("handler") or {}
+        # One intra-op thread per worker: on 2 cores, torch's default (all cores in every worker)
+        # oversubscribed the CPU and multiplied tail latency by 10.
+        torch.set_num_threads(int(os.environ.get(THREADS_ENV) or settings.get("torch_threads", 1)))
+        super().initialize(context)
+
+        model_dir = Path(context.system_properties["model_dir"])
+        preprocessing = json.loads((model_dir / "preprocessing.json").read_text())
+        self.glyph_settings = GlyphSettings.from_dict(preprocessing["glyph"])
+        self.mean = float(preprocessing["mean"])
+        self.std = float(preprocessing["std"])
+        self.version = str(json.loads((model_dir / "model.json").read_text())["version"])
+        self.classes = [self.mapping[str(index)] for index in range(len(self.mapping))]
+        self.limits = ImageLimits(**settings.get("limits", {}))
+        self.default_top_k = int(settings.get("top_k", DEFAULT_TOP_K))
+
+        # A first forward pass checks that the model and the label map agree, and warms up the
+        # TorchScript executor so the first user does not pay for it.
+        size = self.glyph_settings.size
+        with torch.inference_mode():
+            outputs = self.model(torch.zeros(1, 1, size, size)).shape[-1]
+        if outputs != len(self.classes):
+            raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} labels")
+        logger.info(
+            "%s %s ready: %d classes, %d torch threads",
+            context.model_name, self.version, len(self.classes), torch.get_num_threads(),
+        )
+
+    @timed
+    def preprocess(self, data: list[dict[str, Any]]) -> Batch:
+        """Parse each request and normalize its drawing; a request that fails keeps its error."""
+        outcomes: list[Request | InputError] = []
+        glyphs: list[np.ndarray] = []
+        for row in data:
+            try:
+                request = parse_request(row)
+                glyphs.append(canvas_to_glyph(request.image, self.glyph_settings, self.limits))
+                outcomes.append(request)
+            except InputError as error:
+                outcomes.append(error)
+        size = self.glyph_settings.size
+        stacked = np.stack(glyphs) if glyphs else np.zeros((0, size, size), np.float32)
+        inputs = torch.from_numpy((stacked - self.mean) / self.std).unsqueeze(1)
+        return Batch(outcomes=outcomes, glyphs=glyphs, inputs=inputs)
+
+    @timed
+    def inference(self, batch: Batch) -> Batch:
+        """One forward pass over every request of the batch that has a glyph."""
+        if not batch.glyphs:
+            return batch
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.model(batch.inputs.to(self.device)), dim=1).cpu()
+        return replace(batch, probabilities=probabilities)
+
+    @timed
+    def postprocess(self, batch: Batch) -> list[str]:
+        """One JSON document per request, in order: a prediction, or that request's error with
+        its own HTTP status."""
+        predictions = iter(zip(batch.glyphs, batch.probabilities if batch.glyphs else ()))
+        responses = []
+        for index, outcome in enumerate(batch.outcomes):
+            self.context.set_response_content_type(index, JSON_TYPE)
+            if isinstance(outcome, InputError):
+                status = HTTPStatus(outcome.status)
+                self.context.set_response_status(status.value, status.phrase, index)
+                responses.append(json.dumps(error_body(outcome)))
+            else:
+                glyph, probabilities = next(predictions)
+                responses.append(json.dumps(self.prediction(outcome, glyph, probabilities)))
+        return responses
+
+    def prediction(
+        self, request: Request, glyph: np.ndarray, probabilities: torch.Tensor
+    ) -> dict[str, Any]:
+        """The output contract: best label, the ``top_k`` ranking and every class's probability."""
+        values = probabilities.tolist()
+        ranking = np.argsort(-probabilities.numpy(), kind="stable")
+        top_k = min(request.top_k or self.default_top_k, len(self.classes))
+        top = [{"label": self.classes[i], "probability": values[i]} for i in ranking[:top_k]]
+        result = {
+            "model": self.context.model_name,
+            "version": self.version,
+            "label": top[0]["label"],
+            "confidence": top[0]["probability"],
+            "top_k": top,
+            "probabilities": dict(zip(self.classes, values)),
+        }
+        if request.return_input:
+            result["input"] = glyph_png_base64(glyph)
+        return result
+
+
+def error_body(error: InputError) -> dict[str, Any]:
+    """The error contract, shaped like TorchServe's own errors (``{"code", "type", "message"}``)."""
+    return {"code": error.status, "type": type(error).__name__, "message": str(error)}
+
+
+def glyph_png_base64(glyph: np.ndarray) -> str:
+    """The glyph the model saw (white ink on black, like MNIST) as a base64 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.uint8(np.clip(glyph, 0.0, 1.0) * 255.0 + 0.5)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

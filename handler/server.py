@@ -1,0 +1,349 @@
+"""Start, stop and inspect the recognizers' TorchServe: ``python -m handler.server start|stop|status``.
+
+``make serve``, ``make stop`` and ``make status`` call this module, and so does the tests'
+TorchServe fixture, so there is one lifecycle. Everything TorchServe writes at runtime stays in
+one run folder (``.run/`` by default, git-ignored):
+
+- ``config.properties``: ``config/config.properties`` plus the model store, ``allowed_urls``
+  limited to that store, the archives to load and any port given on the command line;
+- ``key_file.json``: the API keys (TorchServe writes it into its working directory: this folder);
+- ``logs/``: ``ts_log.log``, ``model_log.log``, ``access_log.log`` and ``torchserve.out``;
+- ``tmp/``: TorchServe's ``TEMP``: the pid file, the workers' Unix sockets, unpacked archives.
+
+Nothing goes to the repository root or ``/tmp``; ``stop`` waits until the JVM and every worker
+have exited and empties ``tmp/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import psutil
+
+from client.api import ADDRESS_PROPERTIES, Endpoints, ServingError, TorchServeClient, read_properties
+
+PROJECT = Path(__file__).resolve().parent.parent
+CONFIG = PROJECT / "config" / "config.properties"
+LOG_CONFIG = PROJECT / "config" / "log4j2.xml"
+MODELS = ("digits", "letters", "balanced")
+JAVA_MIN = 17
+JAVA_INSTALL = "sudo apt-get install -y openjdk-17-jre-headless"
+PID_FILE = ".model_server.pid"  # TorchServe's name, in its temp folder
+PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+
+
+class ServerError(RuntimeError):
+    """TorchServe could not be started, stopped or reached; the message says why."""
+
+
+def java_version(java: str) -> int | None:
+    """The major version of ``java`` (8 for "1.8.0_x"), or ``None`` when it does not run."""
+    try:
+        result = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def check_java() -> None:
+    """TorchServe 0.12 needs Java 17+; say how to install it before anything starts."""
+    java = str(Path(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else "java"
+    found = java_version(java)
+    if found is None or found < JAVA_MIN:
+        have = "no working Java" if found is None else f"Java {found}"
+        raise ServerError(
+            f"TorchServe needs Java {JAVA_MIN} or newer, and {have} was found ({java}). "
+            f"Install it with:\n  {JAVA_INSTALL}"
+        )
+
+
+def render_properties(base: str, overrides: dict[str, str]) -> str:
+    """``base`` (a properties file's text) with ``overrides`` replacing or appending keys."""
+    pending = dict(overrides)
+    lines = []
+    for line in base.splitlines():
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in pending:
+            line = f"{key}={pending.pop(key)}"
+        lines.append(line)
+    lines += [f"{key}={value}" for key, value in pending.items()]
+    return "\n".join(lines) + "\n"
+
+
+def with_port(address: str, port: int) -> str:
+    """``http://127.0.0.1:8080`` with another port."""
+    return re.sub(r":\d+$", f":{port}", address)
+
+
+@dataclass
+class TorchServe:
+    """A TorchServe serving the archives of ``model_store``, with its state in ``run_dir``."""
+
+    run_dir: Path = PROJECT / ".run"
+    model_store: Path = PROJECT / "model_store"
+    config: Path = CONFIG
+    log_config: Path = LOG_CONFIG
+    ports: dict[str, int] = field(default_factory=dict)  # PORT_NAMES -> port; others from config
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir).resolve()
+        self.model_store = Path(self.model_store).resolve()
+
+    @property
+    def properties_file(self) -> Path:
+        return self.run_dir / "config.properties"
+
+    @property
+    def key_file(self) -> Path:
+        return self.run_dir / "key_file.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def temp(self) -> Path:
+        return self.run_dir / "tmp"
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_run_dir(self.run_dir)
+
+    def client(self, timeout: float = 30.0) -> TorchServeClient:
+        return TorchServeClient(self.endpoints, timeout=timeout)
+
+    def environment(self) -> dict[str, str]:
+        """TorchServe's environment: its temp files and logs under ``run_dir``. The launcher
+        finds its pid file through Python's temp folder (TMPDIR first), the JVM and the workers
+        through TEMP, so all three names point to the same folder."""
+        env = {key: value for key, value in os.environ.items() if key != "TS_CONFIG_FILE"}
+        temp = str(self.temp)
+        env.update(TMPDIR=temp, TEMP=temp, TMP=temp, LOG_LOCATION=str(self.logs),
+                   METRICS_LOCATION=str(self.logs))
+        return env
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        """The JVM's pid while it runs (from TorchServe's pid file), else ``None``."""
+        try:
+            pid = int((self.temp / PID_FILE).read_text().split()[0])
+            process = psutil.Process(pid)
+            return pid if "org.pytorch.serve.ModelServer" in process.cmdline() else None
+        except (FileNotFoundError, ValueError, IndexError, psutil.Error):
+            return None
+
+    def processes(self) -> list[psutil.Process]:
+        """The JVM and its workers (every process it started)."""
+        pid = self.pid()
+        if pid is None:
+            return []
+        try:
+            parent = psutil.Process(pid)
+            return [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def worker_pids(self, model: str, version: str | None = None) -> list[int]:
+        """The pids of a model's workers, as TorchServe reports them (a restarted worker keeps
+        its id and start time but gets a new pid)."""
+        description = self.client().describe(model, version)[0]
+        return sorted(worker["pid"] for worker in description["workers"])
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of each log that has any, for error messages."""
+        parts = []
+        for name in ("torchserve.out", "ts_log.log", "model_log.log"):
+            path = self.logs / name
+            if path.is_file() and path.stat().st_size:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "\n".join(parts) or f"(no logs in {self.logs})"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def write_properties(self, models: Sequence[str]) -> None:
+        """``run_dir/config.properties``: the project's configuration for this run."""
+        base = read_properties(self.config)
+        store = self.model_store.as_posix()
+        overrides = {
+            "model_store": store,
+            "workflow_store": store,
+            # Registration accepts only archives in this store (never http(s) or other folders).
+            "allowed_urls": ("file://" + re.escape(store) + r"/[^/]+\.mar").replace("\\", "\\\\"),
+            "load_models": ",".join(f"{name}.mar" for name in models),
+        }
+        for name, port in self.ports.items():
+            if name.startswith("grpc_"):
+                overrides[f"{name}_port"] = str(port)
+            else:
+                key = ADDRESS_PROPERTIES[name]
+                overrides[key] = with_port(base[key], port)
+        self.properties_file.write_text(render_properties(self.config.read_text(), overrides))
+
+    def start(self, models: Sequence[str] = MODELS, timeout: float = 180.0) -> None:
+        """Start TorchServe in the background with ``models`` (``<name>.mar`` in the model store)
+        and return once every model has all its workers READY. Raises :class:`ServerError`
+        (with the log tail) when it cannot start or a model does not come up in ``timeout``."""
+        if self.pid() is not None:
+            raise ServerError(f"TorchServe is already running from {self.run_dir} (make stop first)")
+        check_java()
+        missing = [name for name in models if not (self.model_store / f"{name}.mar").is_file()]
+        if missing:
+            raise ServerError(
+                f"no archive for {', '.join(missing)} in {self.model_store}: run make archive"
+            )
+        shutil.rmtree(self.temp, ignore_errors=True)  # leftovers of a crashed run
+        self.temp.mkdir(parents=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.key_file.unlink(missing_ok=True)
+        self.write_properties(models)
+
+        with open(self.logs / "torchserve.out", "ab") as out:
+            subprocess.run(
+                [
+                    sys.executable, "-m", "ts.model_server", "--start", "--ncs",
+                    "--ts-config", str(self.properties_file),
+                    "--model-store", str(self.model_store),
+                    "--log-config", str(self.log_config),
+                ],
+                cwd=self.run_dir,  # where TorchServe writes key_file.json
+                env=self.environment(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the JVM outlives this process and ignores its Ctrl-C
+                check=True,
+            )
+        self.wait_ready(models, timeout)
+        self.key_file.chmod(0o600)
+
+    def wait_ready(self, models: Sequence[str], timeout: float) -> None:
+        """Poll the management API until every model has its workers READY. ``/ping`` says
+        Healthy seconds before the workers can answer, so it is not enough."""
+        deadline = time.monotonic() + timeout
+        client = None
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                raise ServerError(f"TorchServe exited while starting.\n{self.log_tail()}")
+            if client is None and self.key_file.is_file():
+                client = self.client(timeout=5.0)
+            if client is not None and all(self._model_ready(client, name) for name in models):
+                return
+            time.sleep(0.5)
+        raise ServerError(
+            f"the models were not READY after {timeout:.0f} s.\n{self.log_tail()}"
+        )
+
+    @staticmethod
+    def _model_ready(client: TorchServeClient, name: str) -> bool:
+        try:
+            description = client.describe(name)[0]
+        except (ServingError, OSError, ValueError):  # not registered yet, or not listening yet
+            return False
+        workers = description["workers"]
+        return len(workers) >= description["minWorkers"] and all(
+            worker["status"] == "READY" for worker in workers
+        )
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop TorchServe and wait until the JVM and all its workers are gone; returns whether
+        it was running. Workers that outlive the JVM by ``timeout`` are killed (by pid)."""
+        processes = self.processes()
+        if processes:
+            subprocess.run(
+                [sys.executable, "-m", "ts.model_server", "--stop", "--foreground"],
+                cwd=self.run_dir,  # TorchServe deletes key_file.json from its working directory
+                env=self.environment(),
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
+            _, alive = psutil.wait_procs(processes, timeout=timeout)
+            for process in alive:
+                process.kill()
+            psutil.wait_procs(alive, timeout=10)
+        shutil.rmtree(self.temp, ignore_errors=True)
+        self.key_file.unlink(missing_ok=True)
+        return bool(processes)
+
+    def status(self) -> str:
+        """A table of models, versions and workers, or why there is none."""
+        pid = self.pid()
+        if pid is None:
+            return f"TorchServe is not running (run folder {self.run_dir})."
+        endpoints = self.endpoints
+        lines = [
+            f"TorchServe is running (pid {pid}), run folder {self.run_dir}",
+            f"  inference  {endpoints.inference}",
+            f"  management {endpoints.management}",
+            f"  metrics    {endpoints.metrics}/metrics",
+            "",
+            f"{'model':<12} {'version':<8} {'default':<8} {'batch':<6} workers",
+        ]
+        client = self.client(timeout=10.0)
+        for model in client.models():
+            name = model["modelName"]
+            default = client.describe(name)[0]["modelVersion"]
+            for version in client.describe(name, "all"):
+                workers = ", ".join(f"{w['pid']} {w['status']}" for w in version["workers"])
+                lines.append(
+                    f"{name:<12} {version['modelVersion']:<8} "
+                    f"{'yes' if version['modelVersion'] == default else '':<8} "
+                    f"{version['batchSize']:<6} {len(version['workers'])}: {workers or '-'}"
+                )
+        return "\n".join(lines)
+
+    def usage(self) -> str:
+        """What to do with a running server: URLs, the key file and a curl to paste."""
+        endpoints = self.endpoints
+        key = self.client().keys.inference
+        return "\n".join([
+            f"TorchServe is ready (logs in {self.logs}).",
+            f"  inference   {endpoints.inference}/predictions/<digits|letters|balanced>",
+            f"  management  {endpoints.management}/models",
+            f"  metrics     {endpoints.metrics}/metrics",
+            f"  keys        {self.key_file} (they expire after an hour; python -m client keys renews them)",
+            "Try it:",
+            f"  curl -H 'Authorization: Bearer {key}' -T drawing.png "
+            f"{endpoints.inference}/predictions/digits",
+        ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("--run-dir", type=Path, default=PROJECT / ".run")
+    parser.add_argument("--model-store", type=Path, default=PROJECT / "model_store")
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (start)")
+    for name in PORT_NAMES:
+        parser.add_argument(f"--{name.replace('_', '-')}-port", type=int, dest=name)
+    args = parser.parse_args(argv)
+    ports = {name: getattr(args, name) for name in PORT_NAMES if getattr(args, name)}
+    server = TorchServe(run_dir=args.run_dir, model_store=args.model_store, ports=ports)
+    try:
+        if args.command == "start":
+            server.start(args.models, timeout=args.timeout)
+            print(server.usage())
+        elif args.command == "stop":
+            print("TorchServe stopped." if server.stop() else "TorchServe was not running.")
+        else:
+            print(server.status())
+    except ServerError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
