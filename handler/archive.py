@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,18 @@ def build_archive(
             f"{model_dir} lacks {', '.join(missing)}: train and export the model first "
             f"(make train) or point MODELS_DIR at exported models"
         )
-    stage = build_dir / name
-    shutil.rmtree(stage, ignore_errors=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    model_store.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir))  # concurrent builds never meet
+    try:
+        package(name, model_dir, model_store, model_config(config, name), stage)
+    finally:
+        shutil.rmtree(stage)
+    return model_store / f"{name}.mar"
+
+
+def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, Any], stage: Path) -> None:
+    """Lay out the archive's files in ``stage`` and run torch-model-archiver on them."""
     extra = stage / "extra"
     (extra / "handler").mkdir(parents=True)
     for module in HANDLER_MODULES:
@@ -70,11 +81,9 @@ def build_archive(
     for metadata in METADATA_FILES:
         shutil.copy2(model_dir / metadata, extra / metadata)
     config_file = stage / "model-config.yaml"
-    config_file.write_text(yaml.safe_dump(model_config(config, name), sort_keys=False))
+    config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
     tmp = stage / "tmp"  # the archiver stages files in the temp folder: keep them out of /tmp
     tmp.mkdir()
-    model_store.mkdir(parents=True, exist_ok=True)
-
     command = [
         sys.executable, "-m", "model_archiver.model_packaging",
         "--model-name", name,
@@ -88,8 +97,6 @@ def build_archive(
     ]
     env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
     subprocess.run(command, check=True, env=env)
-    shutil.rmtree(stage)
-    return model_store / f"{name}.mar"
 
 
 def main(argv: list[str] | None = None) -> None:

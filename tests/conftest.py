@@ -1,0 +1,83 @@
+"""Shared fixtures: a real TorchServe serving the shipped models.
+
+``torchserve`` (session scope) starts one TorchServe for the whole test session with the same
+lifecycle code as ``make serve`` (:class:`handler.server.TorchServe`): the shipped models
+(``models/``, or ``MODELS_DIR`` when set) are archived by ``handler.archive`` with
+``config/serving.yaml`` into a temporary model store, the server runs on free ports with its run
+folder in a temporary directory, and it is stopped (JVM and workers gone) when the session ends.
+It is started on first use only, so test runs that do not need it do not pay for it (~10 s).
+
+What the fixture gives (a :class:`handler.server.TorchServe`):
+
+- ``torchserve.endpoints.inference`` / ``.management`` / ``.metrics``: base URLs;
+  ``.endpoints.key_file``: the key file; ``.model_store``: the model store (``<name>.mar``);
+- ``torchserve.client()``: a :class:`client.api.TorchServeClient` (tokens handled, re-read after
+  rotation); ``torchserve.client().keys.inference`` / ``.management`` / ``.api``: current keys;
+- ``torchserve.worker_pids("digits")``: the pids of a model's workers, to prove none restarted;
+  ``torchserve.processes()``: the JVM and all its workers (``psutil.Process``);
+- ``torchserve.run_dir`` and ``torchserve.logs``: runtime files and logs.
+
+Tests that change the server (register, scale, rotate keys) must leave it as they found it:
+the three models at version 1.0 with their configured workers. A test may rotate keys: other
+tests then still work through ``torchserve.client()``, which re-reads the key file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from handler.archive import build_archive
+from handler.server import MODELS, PORT_NAMES, TorchServe
+
+PROJECT = Path(__file__).resolve().parent.parent
+MODELS_DIR = Path(os.environ.get("MODELS_DIR") or PROJECT / "models").resolve()
+SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (the kernel picks them; all held until all are found)."""
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def serving_config() -> dict:
+    return yaml.safe_load(SERVING_CONFIG.read_text())
+
+
+@pytest.fixture(scope="session")
+def shipped_models() -> Path:
+    """The folder of exported models the tests serve (``models/`` unless ``MODELS_DIR``)."""
+    missing = [name for name in MODELS if not (MODELS_DIR / name / "model.pt").is_file()]
+    if missing:
+        pytest.fail(f"no exported model for {missing} in {MODELS_DIR}: run make train")
+    return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def torchserve(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -> Iterator[TorchServe]:
+    """One real TorchServe for the session; see the module docstring."""
+    root = tmp_path_factory.mktemp("torchserve")
+    store = root / "model_store"
+    for name in MODELS:
+        build_archive(name, shipped_models, store, serving_config(), root / "build")
+    server = TorchServe(
+        run_dir=root / "run", model_store=store, ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+    )
+    try:
+        server.start(MODELS)
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,312 @@
+"""The service over real HTTP: one TorchServe (the ``torchserve`` fixture, tests/conftest.py)
+serving the shipped models, as ``make serve`` runs it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from client.__main__ import main as cli
+from client.api import TorchServeClient
+from handler.archive import build_archive
+from handler.server import MODELS, TorchServe
+from tests.canvases import (
+    animated_gif,
+    cmyk_jpeg,
+    decompression_bomb,
+    drawing,
+    drawing_png,
+    encode,
+    png_with_declared_size,
+    sixteen_bit_png,
+    transparent_sketch,
+    uniform_png,
+)
+from tests.conftest import serving_config
+
+SEVEN = drawing_png("7")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def post(server: TorchServe, path: str, **kwargs) -> requests.Response:
+    """A raw call to the inference API with the current inference key (read at call time,
+    since another test may have rotated it)."""
+    headers = {**bearer(server.client().keys.inference), **kwargs.pop("headers", {})}
+    return requests.post(server.endpoints.inference + path, headers=headers, timeout=30, **kwargs)
+
+
+def check_prediction(body: dict, model: str, classes: int) -> None:
+    assert body["model"] == model and body["version"] == "1.0"
+    assert len(body["probabilities"]) == classes
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    ranked = [entry["probability"] for entry in body["top_k"]]
+    assert ranked == sorted(ranked, reverse=True)
+    assert body["top_k"][0] == {"label": body["label"], "probability": body["confidence"]}
+
+
+CLASSES = {"digits": 10, "letters": 26, "balanced": 47}
+B64 = base64.b64encode(SEVEN).decode()
+BODIES = {
+    "raw": lambda: {"data": SEVEN, "headers": {"Content-Type": "image/png"}},
+    "multipart": lambda: {"files": {"data": ("drawing.png", SEVEN, "image/png")}},
+    "json-base64": lambda: {"json": {"image": B64, "top_k": 3}},
+    "json-data-url": lambda: {"json": {"image": f"data:image/png;base64,{B64}", "top_k": 3}},
+}
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("shape", BODIES)
+def test_every_body_shape_gets_the_output_contract(torchserve, model, shape):
+    response = post(torchserve, f"/predictions/{model}", **BODIES[shape]())
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    check_prediction(body, model, CLASSES[model])
+    assert len(body["top_k"]) == (3 if shape.startswith("json") else 5)
+
+
+def test_the_same_drawing_gets_the_same_answer_whatever_the_body(torchserve):
+    answers = [post(torchserve, "/predictions/balanced", **body()).json()["probabilities"] for body in BODIES.values()]
+    assert all(answer == answers[0] for answer in answers)
+
+
+@pytest.mark.parametrize("char", ["0", "1", "7"])
+def test_a_drawn_digit_is_recognized(torchserve, char):
+    body = torchserve.client().predict("digits", drawing_png(char), return_input=True)
+    assert body["label"] == char, body["top_k"]
+    assert body["confidence"] > 0.5
+    assert base64.b64decode(body["input"]).startswith(b"\x89PNG")
+
+
+def test_a_gradio_sketch_on_a_transparent_background_is_recognized(torchserve):
+    assert torchserve.client().predict("digits", transparent_sketch("7"))["label"] == "7"
+
+
+# -- batching -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batched_digits(torchserve):
+    """digits registered again as ``digits_batched``: one worker that takes up to 8 requests
+    per forward pass, waiting up to 200 ms to fill a batch."""
+    client = torchserve.client()
+    client.register("digits.mar", model_name="digits_batched", batch_size=8, max_batch_delay=200)
+    client.scale("digits_batched", 1)
+    yield "digits_batched"
+    client.unregister("digits_batched")
+
+
+def test_concurrent_requests_are_batched_and_get_the_single_answers(torchserve, batched_digits):
+    images = [drawing_png(char, width=width) for char in "017" for width in (8, 14, 20, 26)][:8]
+    single = [post(torchserve, "/predictions/digits", data=image).json() for image in images]
+    with ThreadPoolExecutor(len(images)) as pool:
+        responses = list(pool.map(lambda image: post(torchserve, f"/predictions/{batched_digits}", data=image), images))
+    assert max(int(r.headers["X-Batch-Size"]) for r in responses) > 1  # batches did form
+    for alone, response in zip(single, responses):
+        together = response.json()
+        assert together["label"] == alone["label"]
+        for label, probability in together["probabilities"].items():
+            assert probability == pytest.approx(alone["probabilities"][label], abs=1e-5)
+
+
+def test_a_bad_request_in_a_batch_does_not_fail_the_others(torchserve, batched_digits):
+    bodies = [SEVEN, uniform_png(255), SEVEN, b"not an image", SEVEN, SEVEN]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        responses = list(pool.map(lambda data: post(torchserve, f"/predictions/{batched_digits}", data=data), bodies))
+    assert [r.status_code for r in responses] == [200, 400, 200, 400, 200, 200]
+    assert max(int(r.headers["X-Batch-Size"]) for r in responses) > 1
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def noise_png(side: int) -> bytes:
+    """Random pixels: incompressible, so a few megabytes of PNG."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    return encode(Image.fromarray(pixels))
+
+
+BAD_INPUTS = {
+    # name: (request kwargs, status, type, words of the message)
+    "empty-body": ({"data": b"", "headers": {"Content-Type": "image/png"}}, 400, "InputError", "the request has no image"),
+    "random-bytes": ({"data": bytes(range(256)) * 8}, 400, "InputError", "not a readable image"),
+    "truncated-png": ({"data": SEVEN[: len(SEVEN) // 2]}, 400, "InputError", "truncated or corrupt"),
+    "1x1": ({"data": encode(drawing().resize((1, 1)))}, 400, "InputError", "draw on a canvas of at least 8x8"),
+    "20000x20000-header": ({"data": png_with_declared_size(20000, 20000)}, 400, "InputError", "scale the drawing down"),
+    "decompression-bomb": ({"data": decompression_bomb()}, 400, "InputError", "is 8000x8000 pixels"),
+    "over-4-MiB": ({"data": noise_png(1300)}, 413, "InputError", "the limit is 4194304 bytes"),
+    "blank-canvas": ({"data": uniform_png(255)}, 400, "BlankImageError", "the drawing is blank"),
+    "fully-inked-canvas": ({"data": uniform_png(0)}, 400, "BlankImageError", "the drawing is blank"),
+    "malformed-json": ({"data": b'{"image": "iVBOR', "headers": {"Content-Type": "application/json"}}, 400, "InputError", "not valid JSON"),
+    "bad-base64": ({"json": {"image": "iVBOR*not*base64"}}, 400, "InputError", "not valid base64"),
+    "unknown-option": ({"json": {"image": B64, "topk": 3}}, 400, "InputError", "unknown option(s) ['topk']"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gets_a_4xx_that_says_what_to_fix_and_no_worker_restarts(torchserve, case):
+    kwargs, status, kind, message = BAD_INPUTS[case]
+    before = torchserve.worker_pids("digits")
+    response = post(torchserve, "/predictions/digits", **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json() == {"code": status, "type": kind, "message": response.json()["message"]}
+    assert message in response.json()["message"]
+    assert torchserve.worker_pids("digits") == before
+    assert post(torchserve, "/predictions/digits", data=SEVEN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "data",
+    [sixteen_bit_png(), cmyk_jpeg(), animated_gif(), transparent_sketch()],
+    ids=["16-bit-png", "cmyk-jpeg", "animated-gif", "transparent-png"],
+)
+def test_unusual_but_valid_images_get_the_answer_of_the_plain_png(torchserve, data):
+    before = torchserve.worker_pids("digits")
+    plain = post(torchserve, "/predictions/digits", data=SEVEN).json()
+    response = post(torchserve, "/predictions/digits", data=data)
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == plain["label"]
+    assert torchserve.worker_pids("digits") == before
+
+
+def test_an_unknown_model_is_404(torchserve):
+    response = post(torchserve, "/predictions/hieroglyphs", data=SEVEN)
+    assert response.status_code == 404
+    assert response.json()["type"] == "ModelNotFoundException"
+
+
+def test_a_body_over_the_request_limit_is_refused_by_torchserve(torchserve):
+    response = post(torchserve, "/predictions/digits", data=b"\0" * (6 * 1024 * 1024 + 1))
+    assert response.status_code == 413
+
+
+# -- token authorization ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api, method, path", [
+    ("inference", "GET", "/ping"),
+    ("inference", "POST", "/predictions/digits"),
+    ("management", "GET", "/models"),
+    ("management", "DELETE", "/models/digits"),
+])
+@pytest.mark.parametrize("headers", [{}, bearer("wrong-key")], ids=["no-token", "wrong-token"])
+def test_calls_without_the_right_token_are_refused(torchserve, api, method, path, headers):
+    url = getattr(torchserve.endpoints, api) + path
+    response = requests.request(method, url, headers=headers, data=SEVEN, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["type"] == "InvalidKeyException"
+    assert "digits" in [m["modelName"] for m in torchserve.client().models()]
+
+
+def test_a_rotated_key_works_and_the_old_one_does_not(torchserve):
+    client = torchserve.client()
+    for kind, url in [("inference", torchserve.endpoints.inference + "/ping"),
+                      ("management", torchserve.endpoints.management + "/models")]:
+        old = getattr(client.keys, kind)
+        stale = TorchServeClient(torchserve.endpoints)
+        assert getattr(stale.keys, kind) == old  # read before the rotation
+        new = client.rotate_key(kind)
+        assert new != old
+        assert requests.get(url, headers=bearer(old), timeout=30).status_code == 400
+        assert requests.get(url, headers=bearer(new), timeout=30).status_code == 200
+        # A client holding the old key re-reads the key file once and carries on.
+        assert stale.ping() if kind == "inference" else stale.models()
+    assert torchserve.key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_metrics_port_needs_no_token_and_counts_requests(torchserve):
+    post(torchserve, "/predictions/letters", data=SEVEN)
+    metrics = requests.get(torchserve.endpoints.metrics + "/metrics", timeout=30).text
+    counters = [line for line in metrics.splitlines() if line.startswith("ts_inference_requests_total")]
+    assert any('model_name="letters"' in line and float(line.split()[-1]) >= 1 for line in counters)
+    assert "ts_inference_latency_microseconds" in metrics
+
+
+# -- model management ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside_archive(torchserve, tmp_path) -> Path:
+    """A perfectly good archive, but outside the model store."""
+    return Path(shutil.copy(torchserve.model_store / "digits.mar", tmp_path / "evil.mar"))
+
+
+def test_registering_from_a_url_or_outside_the_model_store_is_refused(torchserve, outside_archive):
+    client = torchserve.client()
+    for url in [
+        "http://example.com/evil.mar",
+        "https://example.com/evil.mar",
+        f"file://{outside_archive}",
+        str(outside_archive),
+        f"../{outside_archive.parent.name}/evil.mar",
+    ]:
+        response = client.request("management", "POST", "/models", params={"url": url, "model_name": "evil"})
+        assert 400 <= response.status_code < 500, (url, response.text)
+    assert "evil" not in [m["modelName"] for m in client.models()]
+
+
+def test_the_cli_refuses_an_archive_outside_the_model_store(torchserve, outside_archive):
+    with pytest.raises(SystemExit, match="not in the model store"):
+        cli(["--run-dir", str(torchserve.run_dir), "models", "register", str(outside_archive)])
+
+
+@pytest.fixture
+def letters_v2(torchserve, shipped_models, tmp_path) -> str:
+    """letters exported again as version 2.0 and archived into the model store."""
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models / "letters", models / "letters")
+    metadata = json.loads((models / "letters" / "model.json").read_text())
+    (models / "letters" / "model.json").write_text(json.dumps({**metadata, "version": "2.0"}))
+    built = build_archive("letters", models, tmp_path / "store", serving_config(), tmp_path / "build")
+    archive = shutil.copy(built, torchserve.model_store / "letters-2.0.mar")
+    yield Path(archive).name
+    Path(archive).unlink()
+
+
+def run_cli(torchserve: TorchServe, capsys, *args: str):
+    cli(["--run-dir", str(torchserve.run_dir), *args])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_version_lifecycle_through_the_cli(torchserve, letters_v2, capsys):
+    client = torchserve.client()
+    try:
+        run_cli(torchserve, capsys, "models", "register", letters_v2, "--workers", "1")
+        assert post(torchserve, "/predictions/letters/2.0", data=SEVEN).json()["version"] == "2.0"
+        assert post(torchserve, "/predictions/letters", data=SEVEN).json()["version"] == "1.0"
+
+        run_cli(torchserve, capsys, "models", "set-default", "letters", "2.0")
+        assert post(torchserve, "/predictions/letters", data=SEVEN).json()["version"] == "2.0"
+
+        for workers in (3, 1):
+            run_cli(torchserve, capsys, "models", "scale", "letters", "--workers", str(workers), "--version", "2.0")
+            [described] = client.describe("letters", "2.0")
+            assert len(described["workers"]) == workers
+            assert all(worker["status"] == "READY" for worker in described["workers"])
+
+        versions = run_cli(torchserve, capsys, "models", "describe", "letters")
+        assert sorted(v["modelVersion"] for v in versions) == ["1.0", "2.0"]
+        listed = run_cli(torchserve, capsys, "models", "list")
+        assert "letters" in [m["modelName"] for m in listed]
+
+        run_cli(torchserve, capsys, "models", "set-default", "letters", "1.0")
+        run_cli(torchserve, capsys, "models", "unregister", "letters", "2.0")
+        assert [v["modelVersion"] for v in client.describe("letters", "all")] == ["1.0"]
+        assert post(torchserve, "/predictions/letters/2.0", data=SEVEN).status_code == 404
+    finally:  # leave the shared server as it was
+        if "2.0" in [v["modelVersion"] for v in client.describe("letters", "all")]:
+            client.set_default("letters", "1.0")
+            client.unregister("letters", "2.0")
+    assert post(torchserve, "/predictions/letters", data=SEVEN).json()["version"] == "1.0"
