@@ -68,7 +68,7 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     out, cache = tmp_path / "models", tmp_path / "cache"
     train.main([
         "--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out), "--cache-dir", str(cache),
-        "--epochs", "1", "--batch-size", "32", "--canvas-limit", "10",
+        "--epochs", "1", "--batch-size", "32", "--canvas-limit", "12",
     ])
 
     folder = out / "digits"
@@ -97,7 +97,7 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     metrics = json.loads((folder / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
     assert set(metrics["canvas"]["per_style"]) == set(CANVAS_STYLES)
-    assert metrics["canvas"]["images"] == 10
+    assert metrics["canvas"]["images"] == 12
     assert len(metrics["training"]["history"]["val_accuracy"]) == 1
 
 
