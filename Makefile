@@ -54,13 +54,16 @@ SERVE_FLAGS = --run-dir $(RUN_DIR) \
 	$(if $(GRPC_INFERENCE_PORT),--grpc-inference-port $(GRPC_INFERENCE_PORT)) \
 	$(if $(GRPC_MANAGEMENT_PORT),--grpc-management-port $(GRPC_MANAGEMENT_PORT))
 
-.PHONY: archive serve stop status
+.PHONY: archive serve stop status java
 archive: $(ARCHIVES) ## package MODEL from MODELS_DIR into MODEL_STORE/<name>.mar (only what changed)
 $(ARCHIVES): $(MODEL_STORE)/%.mar: $(MODELS_DIR)/%/model.pt $(MODELS_DIR)/%/index_to_name.json \
 		$(MODELS_DIR)/%/preprocessing.json $(MODELS_DIR)/%/model.json $(HANDLER_FILES) | $(STAMP)
 	$(PY) -m handler.archive $* --models-dir $(MODELS_DIR) --model-store $(MODEL_STORE)
 
-serve: archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY
+java: install # TorchServe needs Java 17+: say how to install it before doing anything else
+	@$(PY) -m handler.server check-java
+
+serve: java archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY
 	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL)
 
 stop: ## stop TorchServe and wait until its processes are gone

@@ -1,4 +1,5 @@
-"""Start, stop and inspect the recognizers' TorchServe: ``python -m handler.server start|stop|status``.
+"""Start, stop and inspect the recognizers' TorchServe: ``python -m handler.server start|stop|status``
+(and ``check-java``, which ``make serve`` runs before it archives anything).
 
 ``make serve``, ``make stop`` and ``make status`` call this module, and so does the tests'
 TorchServe fixture, so there is one lifecycle. Everything TorchServe writes at runtime stays in
@@ -163,10 +164,11 @@ class TorchServe:
         description = self.client().describe(model, version)[0]
         return sorted(worker["pid"] for worker in description["workers"])
 
-    def log_tail(self, lines: int = 30) -> str:
-        """The last lines of each log that has any, for error messages."""
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of each log that has any, for error messages; the JVM's own output
+        (where a failed start says why) comes last, nearest the prompt."""
         parts = []
-        for name in ("torchserve.out", "ts_log.log", "model_log.log"):
+        for name in ("ts_log.log", "model_log.log", "torchserve.out"):
             path = self.logs / name
             if path.is_file() and path.stat().st_size:
                 tail = path.read_text(errors="replace").splitlines()[-lines:]
@@ -212,7 +214,7 @@ class TorchServe:
         self.key_file.unlink(missing_ok=True)
         self.write_properties(models)
 
-        with open(self.logs / "torchserve.out", "ab") as out:
+        with open(self.logs / "torchserve.out", "wb") as out:  # this run's JVM output only
             subprocess.run(
                 [
                     sys.executable, "-m", "ts.model_server", "--start", "--ncs",
@@ -227,7 +229,11 @@ class TorchServe:
                 start_new_session=True,  # the JVM outlives this process and ignores its Ctrl-C
                 check=True,
             )
-        self.wait_ready(models, timeout)
+        try:
+            self.wait_ready(models, timeout)
+        except ServerError:
+            self.stop()  # no half-started server, worker or runtime file left behind
+            raise
         self.key_file.chmod(0o600)
 
     def wait_ready(self, models: Sequence[str], timeout: float) -> None:
@@ -323,7 +329,7 @@ class TorchServe:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("start", "stop", "status"))
+    parser.add_argument("command", choices=("start", "stop", "status", "check-java"))
     parser.add_argument("--run-dir", type=Path, default=PROJECT / ".run")
     parser.add_argument("--model-store", type=Path, default=PROJECT / "model_store")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
@@ -337,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "start":
             server.start(args.models, timeout=args.timeout)
             print(server.usage())
+        elif args.command == "check-java":
+            check_java()
         elif args.command == "stop":
             print("TorchServe stopped." if server.stop() else "TorchServe was not running.")
         else:
