@@ -7,6 +7,7 @@
     python -m client models set-default letters 2.0
     python -m client models unregister letters [2.0]
     python -m client keys [--rotate inference|management]
+    python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--json] IMAGE...
 
 Management commands use the management key from the key file (``.run/key_file.json`` unless
 ``--run-dir``, ``--key-file`` or the ``RECOGNIZER_*`` variables say otherwise; see
@@ -22,7 +23,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from client.api import Endpoints, ServingError, TorchServeClient
+from client.api import Endpoints, TorchServeClient
+from client.messages import EXPLAINED, explain
+from client.predict import add_arguments as add_predict_arguments
+from client.predict import predict_command
 
 
 def archive_name(archive: str, model_store: Path | None) -> str:
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, help="the server's run folder (default .run)")
     parser.add_argument("--key-file", type=Path, help="default: <run folder>/key_file.json")
     parser.add_argument("--management-url", help="default: from the run folder's configuration")
+    parser.add_argument("--inference-url", help="default: from the run folder's configuration")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(subparsers: Any, name: str, function: Command, help: str) -> argparse.ArgumentParser:
@@ -132,22 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = add(commands, "keys", keys, "show the API keys, renewing expired ones")
     sub.add_argument("--rotate", choices=("inference", "management"), help="replace this key")
+
+    add_predict_arguments(add(commands, "predict", predict_command, "recognize image files"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     endpoints = Endpoints.discover(
-        run_dir=args.run_dir, management=args.management_url, key_file=args.key_file
+        run_dir=args.run_dir, inference=args.inference_url, management=args.management_url,
+        key_file=args.key_file,
     )
     client = TorchServeClient(endpoints)
     try:
         result = args.handler(client, args)
-    except (ServingError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-    except OSError as error:  # connection refused and the like
-        sys.exit(f"error: cannot reach TorchServe at {endpoints.management}: {error}")
-    print(json.dumps(result, indent=2))
+    except EXPLAINED as error:  # server down, refused key, unknown model, ...: one sentence
+        sys.exit(f"error: {explain(error, endpoints)}")
+    if result is not None:  # None: the command printed its own output (predict)
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,271 @@
+"""The Gradio app: draw a character (or upload an image), see what a recognizer reads, manage models.
+
+    python -m client.app [--host 127.0.0.1] [--port 7860] [--run-dir .run]
+                         [--inference-url URL] [--management-url URL] [--key-file PATH]
+
+``make client`` runs it against the TorchServe of ``make serve``. Every call goes through
+:class:`client.api.TorchServeClient` (URLs, keys, retry on a refused token); the Sketchpad's value
+becomes request bytes in :mod:`client.sketch`, the model list comes from :mod:`client.catalog`,
+and errors become sentences in :mod:`client.messages`, shown on the page instead of tracebacks.
+
+Offline-safe: analytics off, no share link, no font or script from the internet; the page only
+talks to this app, and the app only to the configured TorchServe.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before gradio is imported: otherwise it tries to reach its analytics servers.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from client.api import Endpoints, TorchServeClient
+from client.catalog import (
+    TABLE_HEADERS,
+    parse_choice,
+    pick,
+    registered_versions,
+    store_archives,
+    table_rows,
+    version_choices,
+)
+from client.messages import EXPLAINED, explain
+from client.sketch import image_from_base64, sketch_to_png, upload_to_png
+
+# The 28x28 glyph, shown four times larger as crisp pixels.
+CSS = "#seen img { image-rendering: pixelated; width: 112px; height: 112px; }"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Where the app listens, which TorchServe it calls and what it shows first."""
+
+    endpoints: Endpoints
+    host: str = "127.0.0.1"
+    port: int = 7860
+    model: str = "digits"  # preselected in the model picker (its default version)
+    top_k: int = 3
+    max_top_k: int = 10
+    canvas_side: int = 400  # pixels of the square Sketchpad canvas
+    brush_size: int = 16  # pen width in canvas pixels (the handler evens stroke widths anyway)
+
+
+class Recognizer:
+    """The app's callbacks: each one calls TorchServe and returns values for the page, never
+    raises (an error becomes a message on the page)."""
+
+    def __init__(self, settings: AppSettings):
+        self.settings = settings
+        self.client = TorchServeClient(settings.endpoints)
+
+    # -- recognition -----------------------------------------------------------------------------
+
+    def recognize(self, to_png: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float) -> tuple:
+        """Ranking, confidence, glyph seen, round-trip time and a status line for one image."""
+        try:
+            image = to_png(value)
+            model, version = parse_choice(choice or "")
+            started = time.perf_counter()
+            result = self.client.predict(model, image, version, int(top_k), return_input=True)
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+        except EXPLAINED as error:
+            return (*self.cleared(), f"**Error:** {explain(error, self.settings.endpoints)}")
+        ranking = {entry["label"]: entry["probability"] for entry in result["top_k"]}
+        confidence = f"{result['confidence']:.1%}"
+        status = f"{result['model']} {result['version']} reads **{result['label']}** ({confidence})"
+        return ranking, confidence, image_from_base64(result["input"]), f"{elapsed_ms:.0f} ms", status
+
+    def recognize_drawing(self, sketch: dict | None, choice: str | None, top_k: float) -> tuple:
+        return self.recognize(sketch_to_png, sketch, choice, top_k)
+
+    def recognize_upload(self, image: Any, choice: str | None, top_k: float) -> tuple:
+        return self.recognize(upload_to_png, image, choice, top_k)
+
+    @staticmethod
+    def cleared() -> tuple:
+        """Empty ranking, confidence, glyph and time (the pad was cleared, or the call failed)."""
+        return None, "", None, ""
+
+    # -- models ----------------------------------------------------------------------------------
+
+    def refresh(self, picked: str | None, managed: str | None, done: str = "") -> tuple:
+        """Models table, both model pickers, the store's archives and a status line, from the
+        management API now (new registrations appear without restarting the app)."""
+        archives = store_archives(self.settings.endpoints.model_store)
+        try:
+            versions = registered_versions(self.client)
+        except EXPLAINED as error:
+            message = f"**Error:** {explain(error, self.settings.endpoints)}"
+            versions = []
+        else:
+            message = done or f"{len(versions)} model versions registered."
+        choices = version_choices(versions)
+        return (
+            gr.Dataframe(value=table_rows(versions), headers=TABLE_HEADERS),
+            gr.Dropdown(choices=choices, value=pick(versions, picked, self.settings.model)),
+            gr.Dropdown(choices=choices, value=pick(versions, managed, self.settings.model)),
+            gr.Dropdown(choices=archives, value=archives[0] if archives else None),
+            message,
+        )
+
+    def manage(self, action: Callable[[], Any], done: str, picked: str | None, managed: str | None) -> tuple:
+        """Run one management ``action``, then refresh with ``done`` or the error."""
+        try:
+            action()
+        except EXPLAINED as error:
+            done = f"**Error:** {explain(error, self.settings.endpoints)}"
+        return self.refresh(picked, managed, done)
+
+    def scale(self, managed: str | None, workers: float | None, picked: str | None) -> tuple:
+        def action() -> None:
+            model, version = parse_choice(managed or "")
+            self.client.scale(model, int(workers or 0), version)
+
+        return self.manage(action, f"{managed} now runs {int(workers or 0)} workers.", picked, managed)
+
+    def set_default(self, managed: str | None, picked: str | None) -> tuple:
+        return self.manage(
+            lambda: self.client.set_default(*parse_choice(managed or "")),
+            f"{managed} is now the default version.", picked, managed,
+        )
+
+    def unregister(self, managed: str | None, picked: str | None) -> tuple:
+        return self.manage(
+            lambda: self.client.unregister(*parse_choice(managed or "")),
+            f"{managed} is unregistered.", picked, managed,
+        )
+
+    def register(self, archive: str | None, picked: str | None, managed: str | None) -> tuple:
+        def action() -> None:
+            if not archive:
+                raise ValueError("choose an archive of the model store (make archive builds them)")
+            self.client.register(archive)
+
+        return self.manage(action, f"{archive} is registered.", picked, managed)
+
+
+def build_app(settings: AppSettings) -> gr.Blocks:
+    """The page: a Recognize tab (Sketchpad or upload) and a Models tab."""
+    recognizer = Recognizer(settings)
+    side = settings.canvas_side
+    with gr.Blocks(title="Handwriting recognizers", analytics_enabled=False) as app:
+        gr.Markdown("# Handwriting recognizers\nDraw a digit or a letter, or upload an image.")
+        with gr.Tab("Recognize"):
+            with gr.Row():
+                with gr.Column():
+                    with gr.Tab("Draw"):
+                        pad = gr.Sketchpad(
+                            label="Sketchpad",
+                            canvas_size=(side, side),
+                            height=side + 120,
+                            layers=False,
+                            brush=gr.Brush(default_size=settings.brush_size, colors=["#000000"], color_mode="fixed"),
+                            elem_id="pad",
+                        )
+                        draw_button = gr.Button("Recognize drawing", variant="primary", elem_id="recognize-drawing")
+                    with gr.Tab("Upload"):
+                        upload = gr.Image(
+                            label="Image", type="pil", image_mode=None,
+                            sources=["upload", "clipboard"], elem_id="upload",
+                        )
+                        upload_button = gr.Button("Recognize image", variant="primary", elem_id="recognize-upload")
+                    picker = gr.Dropdown(label="Model version", choices=[], elem_id="model", allow_custom_value=True)
+                    top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Top k")
+                with gr.Column():
+                    ranking = gr.Label(label="Ranking", elem_id="ranking")
+                    confidence = gr.Textbox(label="Confidence", interactive=False, elem_id="confidence")
+                    seen = gr.Image(
+                        label="What the model saw (28x28)", type="pil", interactive=False,
+                        height=168, format="png", elem_id="seen",
+                    )
+                    round_trip = gr.Textbox(label="Round trip", interactive=False, elem_id="round-trip")
+                    status = gr.Markdown(elem_id="status")
+        with gr.Tab("Models"):
+            table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="models-table")
+            with gr.Row():
+                managed = gr.Dropdown(label="Model version", choices=[], elem_id="managed", allow_custom_value=True)
+                workers = gr.Number(label="Workers", value=2, minimum=0, precision=0)
+                scale_button = gr.Button("Scale workers")
+                default_button = gr.Button("Set as default")
+                unregister_button = gr.Button("Unregister", variant="stop")
+            with gr.Row():
+                archive = gr.Dropdown(label="Archive in the model store", choices=[], allow_custom_value=True)
+                register_button = gr.Button("Register")
+                refresh_button = gr.Button("Refresh")
+            models_status = gr.Markdown(elem_id="models-status")
+
+        results = [ranking, confidence, seen, round_trip, status]
+        draw_button.click(recognizer.recognize_drawing, [pad, picker, top_k], results, api_name="recognize_drawing")
+        upload_button.click(recognizer.recognize_upload, [upload, picker, top_k], results, api_name="recognize_upload")
+        for source in (pad, upload):
+            source.clear(lambda: (*Recognizer.cleared(), ""), None, results, api_visibility="private")
+
+        models = [table, picker, managed, archive, models_status]
+        app.load(recognizer.refresh, [picker, managed], models, api_name="refresh_models")
+        refresh_button.click(recognizer.refresh, [picker, managed], models, api_visibility="private")
+        scale_button.click(recognizer.scale, [managed, workers, picker], models, api_name="scale")
+        default_button.click(recognizer.set_default, [managed, picker], models, api_name="set_default")
+        unregister_button.click(recognizer.unregister, [managed, picker], models, api_name="unregister")
+        register_button.click(recognizer.register, [archive, picker, managed], models, api_name="register")
+    return app
+
+
+def launch(settings: AppSettings, block: bool = True) -> gr.Blocks:
+    """Start the app on ``settings.host:port``; never with a share link. ``block=False`` returns
+    at once (the tests run the app in-process)."""
+    app = build_app(settings)
+    app.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=False,
+        prevent_thread_lock=not block,
+        quiet=not block,
+        footer_links=[],
+        css=CSS,
+    )
+    return app
+
+
+def parse_settings(argv: list[str] | None = None) -> AppSettings:
+    """Flags first, then environment variables, then the run folder of ``make serve``."""
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m client.app", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
+                        help="port to listen on (GRADIO_SERVER_PORT; default 7860)")
+    parser.add_argument("--run-dir", type=Path,
+                        help="the server's run folder (RECOGNIZER_RUN_DIR; default .run)")
+    parser.add_argument("--inference-url", help="RECOGNIZER_INFERENCE_URL; default: from the run folder")
+    parser.add_argument("--management-url", help="RECOGNIZER_MANAGEMENT_URL; default: from the run folder")
+    parser.add_argument("--key-file", type=Path,
+                        help="RECOGNIZER_KEY_FILE; default: <run folder>/key_file.json")
+    parser.add_argument("--model-store", type=Path,
+                        help="archives the Models tab offers to register; default: the server's")
+    parser.add_argument("--model", default=AppSettings.model, help="model preselected (default digits)")
+    args = parser.parse_args(argv)
+    endpoints = Endpoints.discover(
+        run_dir=args.run_dir, inference=args.inference_url,
+        management=args.management_url, key_file=args.key_file,
+    )
+    if args.model_store:
+        endpoints = dataclasses.replace(endpoints, model_store=args.model_store)
+    return AppSettings(endpoints=endpoints, host=args.host, port=args.port, model=args.model)
+
+
+def main(argv: list[str] | None = None) -> None:
+    launch(parse_settings(argv))
+
+
+if __name__ == "__main__":
+    main()
