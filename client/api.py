@@ -36,6 +36,8 @@ DEFAULT_URLS = {
     "metrics": "http://127.0.0.1:8082",
 }
 ADDRESS_PROPERTIES = {api: f"{api}_address" for api in DEFAULT_URLS}  # config.properties keys
+RUN_CONFIG = "config.properties"  # in a run folder: the configuration TorchServe runs with
+KEY_FILE = "key_file.json"  # in a run folder: TorchServe writes it into its working directory
 TOKEN_ERROR = "InvalidKeyException"  # what TorchServe answers (HTTP 400) to a missing/bad token
 
 
@@ -82,10 +84,10 @@ class Endpoints:
     @classmethod
     def from_run_dir(cls, run_dir: Path) -> "Endpoints":
         """The endpoints of the server ``python -m handler.server start`` runs in ``run_dir``."""
-        properties = read_properties(run_dir / "config.properties")
+        properties = read_properties(run_dir / RUN_CONFIG)
         urls = {api: properties.get(key, DEFAULT_URLS[api]) for api, key in ADDRESS_PROPERTIES.items()}
         store = properties.get("model_store")
-        return cls(**urls, key_file=run_dir / "key_file.json", model_store=Path(store) if store else None)
+        return cls(**urls, key_file=run_dir / KEY_FILE, model_store=Path(store) if store else None)
 
     @classmethod
     def discover(
@@ -99,10 +101,10 @@ class Endpoints:
         """Arguments, then ``RECOGNIZER_*`` variables, then the run folder, then the defaults."""
         env = os.environ.get
         run_dir = Path(run_dir or env("RECOGNIZER_RUN_DIR") or DEFAULT_RUN_DIR)
-        if (run_dir / "config.properties").is_file():
+        if (run_dir / RUN_CONFIG).is_file():
             base = cls.from_run_dir(run_dir)
         else:
-            base = cls(**DEFAULT_URLS, key_file=run_dir / "key_file.json")
+            base = cls(**DEFAULT_URLS, key_file=run_dir / KEY_FILE)
         return cls(
             inference=inference or env("RECOGNIZER_INFERENCE_URL") or base.inference,
             management=management or env("RECOGNIZER_MANAGEMENT_URL") or base.management,

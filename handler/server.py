@@ -30,7 +30,15 @@ from typing import Sequence
 
 import psutil
 
-from client.api import ADDRESS_PROPERTIES, Endpoints, ServingError, TorchServeClient, read_properties
+from client.api import (
+    ADDRESS_PROPERTIES,
+    KEY_FILE,
+    RUN_CONFIG,
+    Endpoints,
+    ServingError,
+    TorchServeClient,
+    read_properties,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG = PROJECT / "config" / "config.properties"
@@ -105,11 +113,11 @@ class TorchServe:
 
     @property
     def properties_file(self) -> Path:
-        return self.run_dir / "config.properties"
+        return self.run_dir / RUN_CONFIG
 
     @property
     def key_file(self) -> Path:
-        return self.run_dir / "key_file.json"
+        return self.run_dir / KEY_FILE
 
     @property
     def logs(self) -> Path:

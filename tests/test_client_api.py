@@ -1,0 +1,86 @@
+"""client/api.py: where the server is, which key to send, and keys that expire."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from client.api import Endpoints, Keys, TorchServeClient
+from handler.archive import build_archive
+from handler.server import PORT_NAMES, TorchServe
+from tests.canvases import drawing_png
+from tests.conftest import free_ports, serving_config
+
+
+def write_run_dir(run_dir: Path, inference_port: int) -> Path:
+    run_dir.mkdir()
+    (run_dir / "config.properties").write_text(
+        "# rendered\n"
+        f"inference_address=http://127.0.0.1:{inference_port}\n"
+        "model_store=/srv/store\n"
+        "allowed_urls=file:///srv/store/[^/]+\\\\.mar\n"
+    )
+    return run_dir
+
+
+def test_endpoints_come_from_arguments_then_environment_then_run_folder(tmp_path, monkeypatch):
+    run_dir = write_run_dir(tmp_path / "run", 9080)
+    for name in ("INFERENCE_URL", "MANAGEMENT_URL", "METRICS_URL", "KEY_FILE", "RUN_DIR"):
+        monkeypatch.delenv(f"RECOGNIZER_{name}", raising=False)
+
+    found = Endpoints.discover(run_dir=run_dir)
+    assert found.inference == "http://127.0.0.1:9080"
+    assert found.management == "http://127.0.0.1:8081"  # not in the file: TorchServe's default
+    assert found.key_file == run_dir / "key_file.json" and found.model_store == Path("/srv/store")
+
+    monkeypatch.setenv("RECOGNIZER_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("RECOGNIZER_INFERENCE_URL", "http://10.0.0.1:1")
+    assert Endpoints.discover().inference == "http://10.0.0.1:1"
+    assert Endpoints.discover(inference="http://10.0.0.2:2").inference == "http://10.0.0.2:2"
+
+
+def key_file(path: Path, expires: datetime) -> Path:
+    stamp = expires.isoformat().replace("+00:00", "Z")
+    path.write_text(json.dumps({
+        "management": {"key": "m", "expiration time": stamp},
+        "inference": {"key": "i", "expiration time": stamp},
+        "API": {"key": "a"},
+    }))
+    return path
+
+
+def test_keys_know_when_they_expire(tmp_path):
+    now = datetime.now(timezone.utc)
+    assert not Keys.read(key_file(tmp_path / "k.json", now + timedelta(minutes=5))).expired("inference")
+    keys = Keys.read(key_file(tmp_path / "k.json", now - timedelta(seconds=1)))
+    assert keys.expired("inference") and (keys.inference, keys.management, keys.api) == ("i", "m", "a")
+
+
+def test_a_missing_key_file_says_to_start_the_server(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make serve"):
+        Keys.read(tmp_path / "key_file.json")
+
+
+@pytest.mark.slow
+def test_an_expired_key_is_renewed_by_the_client(shipped_models, tmp_path):
+    """Keys expire after token_expiration_min and TorchServe does not renew them by itself: a
+    client that finds its key expired rotates it with the API key and carries on (~70 s)."""
+    config = tmp_path / "config.properties"
+    text = (Path(__file__).parent.parent / "config" / "config.properties").read_text()
+    config.write_text(text.replace("token_expiration_min=60", "token_expiration_min=1"))
+    build_archive("digits", shipped_models, tmp_path / "store", serving_config(), tmp_path / "build")
+    server = TorchServe(run_dir=tmp_path / "run", model_store=tmp_path / "store", config=config,
+                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    try:
+        server.start(["digits"])
+        client = TorchServeClient(server.endpoints)
+        first = client.keys.inference
+        time.sleep(max(0.0, (client.keys.expires["inference"] - datetime.now(timezone.utc)).total_seconds()) + 1)
+        assert client.predict("digits", drawing_png("7"))["model"] == "digits"
+        assert client.keys.inference != first and not client.keys.expired("inference")
+    finally:
+        server.stop()
