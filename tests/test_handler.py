@@ -139,11 +139,11 @@ def test_preprocessing_a_canvas_takes_about_a_millisecond(digits):
     rows = [{"body": drawing_png("7", side=280)}]
     handler.preprocess(rows)
     timings = []
-    for _ in range(50):
-        start = time.perf_counter()
+    for _ in range(50):  # CPU time, so that other processes on a busy machine do not count
+        start = time.process_time()
         handler.preprocess(rows)
-        timings.append(time.perf_counter() - start)
-    assert np.median(timings) < 0.005  # measured ~1.2 ms; generous for a loaded CI machine
+        timings.append(time.process_time() - start)
+    assert np.median(timings) < 0.004  # measured ~1.2 ms
 
 
 # -- handler.payload: the request shapes TorchServe hands over -------------------------------------
