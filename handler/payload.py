@@ -7,7 +7,8 @@ TorchServe hands the handler one dict per request, shaped by how the client sent
 - JSON with ``Content-Type: application/json``: ``{"body": {"image": ..., "top_k": 3}}``, already
   decoded, or ``{"body": b"..."}`` when the JSON was malformed; with a text content type the body
   arrives as ``str``;
-- query-string parameters and extra form fields arrive as further keys (``{"top_k": b"3"}``).
+- further multipart fields arrive as further keys (``-F top_k=3``: ``{"top_k": b"3"}``);
+  TorchServe 0.12 does not hand over query-string parameters.
 
 :func:`parse_request` turns any of these into a :class:`Request` or raises
 :class:`handler.glyph.InputError` with a message that says what to fix. It only unwraps the
@@ -108,12 +109,14 @@ def decode_base64(text: str) -> bytes:
 def _load_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    # ValueError: bad JSON, bad UTF-8, and numbers with more digits than int() accepts;
+    # RecursionError: nesting deeper than the interpreter's stack (left alone, both were a 503).
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"the body is not valid JSON ({exc}): {USAGE}") from exc
 
 
 def _text(value: Any) -> Any:
-    """Query-string and form values arrive as bytes; JSON values keep their JSON type."""
+    """Form values arrive as bytes; JSON values keep their JSON type."""
     return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else value
 
 
