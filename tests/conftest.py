@@ -81,3 +81,17 @@ def torchserve(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def gradio_app(torchserve: TorchServe) -> Iterator[str]:
+    """The Gradio app (client/app.py) in this process on a free port, calling ``torchserve``;
+    yields its URL. One app for the session: importing gradio alone takes ~5 s."""
+    from client.app import AppSettings, launch  # imported here: only the tests that use it pay
+
+    settings = AppSettings(endpoints=torchserve.endpoints, port=free_ports(1)[0])
+    app = launch(settings, block=False)
+    try:
+        yield f"http://{settings.host}:{settings.port}"
+    finally:
+        app.close()

@@ -1,0 +1,105 @@
+"""client/catalog.py and client/messages.py without a server: how management API answers and
+errors are shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from client.api import Endpoints, ServingError
+from client.catalog import (
+    ModelVersion,
+    parse_choice,
+    pick,
+    store_archives,
+    table_rows,
+    version_choices,
+    worker_summary,
+)
+from client.messages import explain
+
+
+def description(version: str, *states: str) -> dict:
+    """One entry of ``GET /models/letters/all``, as TorchServe 0.12 answers it."""
+    return {
+        "modelName": "letters", "modelVersion": version, "modelUrl": f"letters-{version}.mar",
+        "runtime": "python", "minWorkers": 2, "maxWorkers": 2, "batchSize": 1,
+        "workers": [{"id": str(9000 + i), "status": state, "pid": 100 + i} for i, state in enumerate(states)],
+    }
+
+
+VERSIONS = [
+    ModelVersion.from_description(description("1.0", "READY", "READY"), default="2.0"),
+    ModelVersion.from_description(description("2.0", "READY", "UNLOADING", "READY"), default="2.0"),
+]
+
+
+def test_a_description_becomes_a_model_version():
+    first, second = VERSIONS
+    assert (first.name, first.version, first.is_default, first.archive) == ("letters", "1.0", False, "letters-1.0.mar")
+    assert second.is_default and second.worker_states == ("READY", "UNLOADING", "READY")
+
+
+def test_pickers_show_every_version_and_mark_the_default():
+    assert version_choices(VERSIONS) == [
+        ("letters 1.0", "letters/1.0"),
+        ("letters 2.0 (default)", "letters/2.0"),
+    ]
+    assert parse_choice("letters/2.0") == ("letters", "2.0")
+    with pytest.raises(ValueError, match="choose a model version"):
+        parse_choice("")
+
+
+def test_a_refresh_keeps_the_choice_while_it_is_registered():
+    assert pick(VERSIONS, "letters/1.0", preferred_model="digits") == "letters/1.0"
+    assert pick(VERSIONS, "digits/1.0", preferred_model="letters") == "letters/2.0"  # its default
+    assert pick(VERSIONS, None, preferred_model="digits") == "letters/1.0"  # first registered
+    assert pick([], "letters/1.0", preferred_model="letters") is None
+
+
+def test_the_table_counts_workers_by_status():
+    assert worker_summary(("READY", "UNLOADING", "READY")) == "2 READY, 1 UNLOADING"
+    assert worker_summary(()) == "none"
+    assert table_rows(VERSIONS)[1] == [
+        "letters", "2.0", "yes", 3, "2 READY, 1 UNLOADING", 2, 2, "letters-2.0.mar"
+    ]
+
+
+def test_only_archives_of_the_model_store_are_offered(tmp_path):
+    for name in ("letters.mar", "digits.mar", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert store_archives(tmp_path) == ["digits.mar", "letters.mar"]
+    assert store_archives(None) == []
+
+
+ENDPOINTS = Endpoints(
+    inference="http://127.0.0.1:8080", management="http://127.0.0.1:8081",
+    metrics="http://127.0.0.1:8082", key_file=Path(".run/key_file.json"),
+)
+
+
+def connection_error(url: str) -> requests.ConnectionError:
+    return requests.ConnectionError("refused", request=requests.Request("GET", url).prepare())
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (connection_error("http://127.0.0.1:8081/models?limit=1000"),
+         "cannot reach TorchServe at http://127.0.0.1:8081: is it running? (make serve)"),
+        (ServingError(400, "InvalidKeyException", "Token Authorization failed. Token either incorrect, expired, or not provided correctly"),
+         "TorchServe refused the key from .run/key_file.json, even after re-reading it: "
+         "is that the key file of this server? (python -m client keys renews expired keys)"),
+        (ServingError(404, "ModelNotFoundException", "Model not found: nosuch"),
+         "unknown model or version: Model not found: nosuch (python -m client models list shows what is registered)"),
+        (ServingError(400, "BlankImageError", "the drawing is blank: draw a character with a visible stroke"),
+         "the drawing is blank: draw a character with a visible stroke (HTTP 400 BlankImageError)"),
+        (FileNotFoundError("no key file at .run/key_file.json: is TorchServe running? (make serve)"),
+         "no key file at .run/key_file.json: is TorchServe running? (make serve)"),
+    ],
+    ids=["server-down", "refused-key", "unknown-model", "handler-4xx", "no-key-file"],
+)
+def test_errors_become_one_sentence(error, message):
+    assert explain(error, ENDPOINTS) == message
