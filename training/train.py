@@ -65,6 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="override the configured seed")
     parser.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests)")
     parser.add_argument("--canvas-limit", type=int, help="evaluate canvas robustness on the first N test images")
+    parser.add_argument(
+        "--threads", type=int, default=THREADS,
+        help="torch threads (1 when several trainings share the machine's cores)",
+    )
     return parser.parse_args(argv)
 
 
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     for key in ("epochs", "batch_size", "lr", "seed"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     generator = seed_everything(config["seed"])
 
     settings = GlyphSettings.from_dict(config["glyph"])
