@@ -27,9 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
 	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
 
-# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT.
+# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT, THREADS.
 TRAIN_FLAGS = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
-	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(LR),--lr $(LR)) $(if $(LIMIT),--limit $(LIMIT))
+	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(LR),--lr $(LR)) $(if $(LIMIT),--limit $(LIMIT)) \
+	$(if $(THREADS),--threads $(THREADS))
 
 .PHONY: train evaluate
 train: install ## train, export and evaluate MODEL (default: all three) into models/; EPOCHS, SEED, ... override config/recognizers.yaml
