@@ -1,0 +1,157 @@
+"""What the handler costs in process, on one torch thread, without TorchServe around it.
+
+The handler is built the way a TorchServe worker builds it (:class:`ts.context.Context` with the
+model's folder, its ``handler:`` settings from ``config/serving.yaml`` and TorchServe's metrics
+cache), so every figure is the handler's own code path:
+
+- preprocessing: ``RecognizerHandler.preprocess`` of one request (payload parsing, PNG decoding,
+  :func:`handler.glyph.canvas_to_glyph`, the model's input tensor), and its stages alone
+  (``decode_image``, ``ink_map``, ``normalize_glyph``) to show where the time goes;
+- the forward pass (``RecognizerHandler.inference``: the model and its softmax) for batches of
+  1, 8 and 32;
+- one whole request through ``RecognizerHandler.handle`` (preprocess, forward, JSON answer).
+
+Each figure is the median of several passes over the same canvases, with the min-max spread.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import ts
+import torch
+from ts.context import Context, RequestProcessor
+from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+from handler.archive import model_config
+from handler.glyph import decode_image, ink_map, normalize_glyph
+from handler.recognizer import RecognizerHandler
+
+TS_METRICS = Path(ts.__file__).parent / "configs" / "metrics.yaml"
+
+
+def worker_handler(model_dir: Path, name: str, serving_config: dict[str, Any], batch_size: int = 32) -> RecognizerHandler:
+    """A :class:`RecognizerHandler` initialized as a TorchServe worker initializes it."""
+    metrics = MetricsCacheYamlImpl(str(TS_METRICS))
+    metrics.initialize_cache()
+    metrics.model_name = name
+    context = Context(
+        name,
+        str(model_dir),
+        {"model": {"modelName": name, "serializedFile": "model.pt", "handler": "recognizer.py"}},
+        batch_size=batch_size,
+        gpu=None,
+        mms_version=ts.__version__,
+        metrics=metrics,
+        model_yaml_config=model_config(serving_config, name),
+    )
+    handler = RecognizerHandler()
+    handler.initialize(context)
+    handler.context = context  # as handle() sets it for each batch: postprocess answers through it
+    return handler
+
+
+def _prepare_context(handler: RecognizerHandler, requests: int) -> None:
+    """What the worker sets on the context before each batch: one response slot per request."""
+    context = handler.context
+    context.request_processor = [RequestProcessor({}) for _ in range(requests)]
+    context.request_ids = {index: f"bench-{index}" for index in range(requests)}
+    context.metrics.request_ids = context.request_ids
+
+
+def _per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> dict[str, Any]:
+    """``work`` on every item, ``repeats`` passes: ms per item (median pass, min-max) and items/s."""
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for item in items:
+            work(item)
+        passes.append((time.perf_counter() - start) * 1000.0 / len(items))
+    median = statistics.median(passes)
+    return {
+        "ms_per_image": round(median, 4),
+        "ms_per_image_spread": [round(min(passes), 4), round(max(passes), 4)],
+        "images_per_s": round(1000.0 / median, 1),
+    }
+
+
+def preprocessing(handler: RecognizerHandler, canvases: list[bytes], repeats: int) -> dict[str, Any]:
+    """Per canvas: the handler's whole preprocess of a one-request batch, and each stage."""
+    settings, limits = handler.glyph_settings, handler.limits
+    images = [decode_image(png, limits) for png in canvases]
+    inks = [ink_map(image) for image in images]
+    return {
+        "canvases": len(canvases),
+        "canvas_side": images[0].size[0],
+        "mean_png_bytes": round(sum(map(len, canvases)) / len(canvases)),
+        "preprocess": _per_item_ms(lambda png: handler.preprocess([{"body": png}]), canvases, repeats),
+        "stages": {
+            "decode_image": _per_item_ms(lambda png: decode_image(png, limits).size, canvases, repeats),
+            "ink_map": _per_item_ms(ink_map, images, repeats),
+            "normalize_glyph": _per_item_ms(lambda ink: normalize_glyph(ink, settings), inks, repeats),
+        },
+    }
+
+
+def forward(
+    handler: RecognizerHandler, canvases: list[bytes], batch_sizes: Sequence[int], seconds: float
+) -> dict[str, Any]:
+    """The forward pass (model and softmax) on batches of each size, for about ``seconds`` each:
+    median ms per batch and per image, images per second."""
+    figures = {}
+    for size in batch_sizes:
+        batch = handler.preprocess([{"body": canvases[i % len(canvases)]} for i in range(size)])
+        times = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(times) < 5:
+            start = time.perf_counter()
+            handler.inference(batch)
+            times.append((time.perf_counter() - start) * 1000.0)
+        median = statistics.median(times)
+        figures[str(size)] = {
+            "passes": len(times),
+            "ms_per_batch": round(median, 4),
+            "ms_per_image": round(median / size, 4),
+            "images_per_s": round(1000.0 * size / median, 1),
+        }
+    return figures
+
+
+def whole_request(handler: RecognizerHandler, canvases: list[bytes], repeats: int) -> dict[str, Any]:
+    """One request at a time through ``handle``: what a worker spends on it, TorchServe aside."""
+
+    def handle(png: bytes) -> None:
+        _prepare_context(handler, 1)
+        handler.handle([{"body": png}], handler.context)
+
+    return _per_item_ms(handle, canvases, repeats)
+
+
+def measure(
+    models_dir: Path,
+    models: Sequence[str],
+    canvases: dict[str, list[bytes]],
+    serving_config: dict[str, Any],
+    repeats: int,
+    batch_sizes: Sequence[int],
+    forward_seconds: float,
+) -> dict[str, Any]:
+    """Every figure for each model in ``models`` on its own canvases, and the preprocessing of all
+    canvases together (what ``preprocess_ms_per_image`` reports)."""
+    handlers = {name: worker_handler(models_dir / name, name, serving_config) for name in models}
+    every_canvas = [png for name in models for png in canvases[name]]
+    first = handlers[models[0]]  # the glyph settings are shared; any model's handler will do
+    result: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "all_canvases": preprocessing(first, every_canvas, repeats),
+        "models": {},
+    }
+    for name, handler in handlers.items():
+        result["models"][name] = {
+            "forward": forward(handler, canvases[name], batch_sizes, forward_seconds),
+            "whole_request": whole_request(handler, canvases[name], repeats),
+        }
+    return result

@@ -1,0 +1,207 @@
+"""A small closed-loop HTTP load generator: asyncio, keep-alive connections, raw HTTP/1.1.
+
+Each of ``concurrency`` connections sends a request, reads the whole answer and sends the next
+one, until the run's time is up or its request budget is spent. Requests are pre-encoded bytes,
+so the generator's own cost per request stays a few tens of microseconds: it shares the 2 cores
+with the server, and it must cost the same whatever model it drives, so that ratios to the
+no-op baseline measured the same way are fair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+
+PERCENTILES = (50, 90, 99)
+BATCH_HEADER = "x-batch-size"  # how many requests shared the forward pass (the handler says)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where requests go: ``POST {path}`` on an inference URL, with the inference key."""
+
+    url: str  # e.g. http://127.0.0.1:8080
+    path: str  # e.g. /predictions/digits
+    key: str
+
+    def encode(self, body: bytes, content_type: str = "image/png") -> bytes:
+        """One complete raw-body request, as ``curl -T drawing.png`` sends it."""
+        netloc = urlsplit(self.url).netloc
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {netloc}\r\nAuthorization: Bearer {self.key}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode("ascii") + body
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+class Connection:
+    """One keep-alive connection that sends pre-encoded requests one at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str) -> "Connection":
+        parts = urlsplit(url)
+        return cls(*await asyncio.open_connection(parts.hostname, parts.port))
+
+    async def send(self, request: bytes) -> Response:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.partition(":") for line in lines[1:] if line)
+        }
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            body = await self._chunks()
+        else:
+            raise ConnectionError(f"an answer without Content-Length or chunks: {lines[0]}")
+        return Response(status, headers, body)
+
+    async def _chunks(self) -> bytes:
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            parts.append(await self.reader.readexactly(size))
+            await self.reader.readuntil(b"\r\n")
+            if size == 0:
+                return b"".join(parts)
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One run: answers per second, latencies of the successful answers, errors."""
+
+    concurrency: int
+    requests: int  # answered, successful or not
+    errors: int  # non-200 answers and broken connections
+    seconds: float  # from the first request to the last answer
+    latencies_ms: np.ndarray  # of the 200 answers
+    mean_batch_size: float | None  # mean X-Batch-Size of the 200 answers (None: no such header)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
+
+    def summary(self) -> dict[str, float | int]:
+        figures: dict[str, float | int] = {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "rps": round(self.rps, 1),
+        }
+        figures.update({f"p{q}_ms": round(self.percentile(q), 3) for q in PERCENTILES})
+        return figures
+
+
+async def _load(
+    target: Target, requests: list[bytes], concurrency: int, seconds: float, max_requests: int
+) -> LoadResult:
+    connections = [await Connection.open(target.url) for _ in range(concurrency)]
+    latencies: list[float] = []
+    batch_sizes: list[int] = []
+    counts = {"sent": 0, "answered": 0, "errors": 0}
+    start = time.perf_counter()
+    deadline = start + seconds
+    last = start
+
+    async def client(index: int, connection: Connection) -> None:
+        nonlocal last
+        position = index * len(requests) // concurrency  # connections start on different drawings
+        while time.perf_counter() < deadline and counts["sent"] < max_requests:
+            counts["sent"] += 1
+            request = requests[position % len(requests)]
+            position += 1
+            sent = time.perf_counter()
+            try:
+                response = await connection.send(request)
+            except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+                counts["errors"] += 1
+                counts["answered"] += 1
+                await connection.close()
+                connection = await Connection.open(target.url)
+                continue
+            last = time.perf_counter()
+            counts["answered"] += 1
+            if response.status == 200:
+                latencies.append(last - sent)
+                if BATCH_HEADER in response.headers:
+                    batch_sizes.append(int(response.headers[BATCH_HEADER]))
+            else:
+                counts["errors"] += 1
+        await connection.close()
+
+    await asyncio.gather(*(client(i, c) for i, c in enumerate(connections)))
+    return LoadResult(
+        concurrency=concurrency,
+        requests=counts["answered"],
+        errors=counts["errors"],
+        seconds=last - start,
+        latencies_ms=np.asarray(latencies) * 1000.0,
+        mean_batch_size=float(np.mean(batch_sizes)) if batch_sizes else None,
+    )
+
+
+def run_load(
+    target: Target,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    warmup_seconds: float = 0.0,
+) -> LoadResult:
+    """Send ``bodies`` in turn over ``concurrency`` connections for ``seconds`` (at most
+    ``max_requests`` requests), after an unmeasured warm-up of ``warmup_seconds``."""
+    requests = [target.encode(body) for body in bodies]
+    if warmup_seconds > 0:
+        asyncio.run(_load(target, requests, concurrency, warmup_seconds, max_requests))
+    return asyncio.run(_load(target, requests, concurrency, seconds, max_requests))
+
+
+async def _each(target: Target, requests: list[bytes], concurrency: int) -> list[Response]:
+    responses: list[Response | None] = [None] * len(requests)
+    queue = iter(range(len(requests)))
+
+    async def client() -> None:
+        connection = await Connection.open(target.url)
+        for index in queue:  # the shared iterator hands each request to one connection
+            responses[index] = await connection.send(requests[index])
+        await connection.close()
+
+    await asyncio.gather(*(client() for _ in range(min(concurrency, len(requests)))))
+    missing = [index for index, response in enumerate(responses) if response is None]
+    if missing:
+        raise ConnectionError(f"{len(missing)} requests got no answer")
+    return responses  # type: ignore[return-value]  # every entry is set
+
+
+def send_each(target: Target, bodies: list[bytes], concurrency: int) -> list[Response]:
+    """Send every body once over ``concurrency`` connections; the answers in the bodies' order."""
+    return asyncio.run(_each(target, [target.encode(body) for body in bodies], concurrency))

@@ -1,0 +1,183 @@
+"""Markdown tables from a benchmark's JSON results, and the README section that holds them.
+
+    python -m benchmarks.report benchmarks/results/latest.json [--readme README.md]
+
+prints the tables, or rewrites the part of the README between ``BEGIN`` and ``END`` with them
+(``make bench`` does that), so the README shows only measured numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- benchmark results: written by make bench from benchmarks/results/latest.json -->"
+END = "<!-- end of benchmark results -->"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def _spread(figures: dict[str, Any], key: str, digits: int = 1) -> str:
+    low, high = figures[f"{key}_spread"]
+    return f"{figures[key]:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [key, value["measured"], value["goal"], "yes" if value["met"] else "**no**"]
+        for key, value in results["goals"].items()
+    ]
+    return _table(["figure", "measured", "goal", "met"], rows)
+
+
+def serving(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for concurrency, by_target in results["serving"]["load"].items():
+        for name, figures in by_target.items():
+            ratios = figures.get("ratio_to_baseline")
+            rows.append([
+                concurrency[1:], name, _spread(figures, "rps"), _spread(figures, "p50_ms", 2),
+                f"{figures['p90_ms']:.2f}", f"{figures['p99_ms']:.2f}", figures["errors"],
+                f"{ratios['rps']:.2f}" if ratios else "1", f"{ratios['p50_ms']:.2f}" if ratios else "1",
+                f"{ratios['p99_ms']:.2f}" if ratios else "1",
+            ])
+    return _table(
+        ["concurrency", "model", "req/s (min-max)", "p50 ms (min-max)", "p90 ms", "p99 ms", "errors",
+         "req/s ratio", "p50 ratio", "p99 ratio"],
+        rows,
+    )
+
+
+def sweep(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for cell in results["sweep"]:
+        for concurrency in (key for key in cell if key.startswith("c")):
+            ours, base = cell[concurrency]["model"], cell[concurrency]["baseline"]
+            rows.append([
+                cell["workers"], cell["batch_size"], concurrency[1:], f"{ours['rps']:.0f}", f"{base['rps']:.0f}",
+                f"{ours['ratio_to_baseline']['rps']:.2f}", f"{ours['p50_ms']:.2f}", f"{base['p50_ms']:.2f}",
+                f"{ours['p99_ms']:.2f}", ours.get("mean_batch_size", "-"),
+            ])
+    return _table(
+        ["workers", "batch", "concurrency", "req/s", "no-op req/s", "ratio", "p50 ms", "no-op p50 ms",
+         "p99 ms", "mean batch"],
+        rows,
+    )
+
+
+def handler(results: dict[str, Any]) -> list[str]:
+    cost = results["handler"]
+    canvases = cost["all_canvases"]
+    rows = [["preprocess (whole, one request)", _spread(canvases["preprocess"], "ms_per_image", 3),
+             canvases["preprocess"]["images_per_s"]]]
+    rows += [[f"- {stage}", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
+             for stage, figures in canvases["stages"].items()]
+    for name, model in cost["models"].items():
+        for size, figures in model["forward"].items():
+            rows.append([f"{name}: forward, batch {size}", f"{figures['ms_per_image']:.3f}", figures["images_per_s"]])
+        whole = model["whole_request"]
+        rows.append([f"{name}: whole request (handle)", _spread(whole, "ms_per_image", 3), whole["images_per_s"]])
+    lead = [f"{canvases['canvases']} canvases {canvases['canvas_side']}x{canvases['canvas_side']}, "
+            f"{canvases['mean_png_bytes']} bytes on average; {cost['torch_threads']} torch thread.", ""]
+    return lead + _table(["stage", "ms per image (min-max)", "images/s"], rows)
+
+
+def memory(results: dict[str, Any]) -> list[str]:
+    rss = results["rss_mb"]
+    rows = [["JVM", rss["jvm"], f"heap cap {rss['jvm_heap_cap']}"]]
+    rows += [[f"{name} worker", ", ".join(str(value) for value in values), f"{len(values)} workers"]
+             for name, values in rss["workers"].items()]
+    rows.append(["total", rss["total"], ""])
+    cold = results["cold_start"]
+    lead = [f"Cold start (TorchServe started until all of {', '.join(cold['models'])} READY): "
+            f"{', '.join(str(s) for s in cold['runs_s'])} s. Memory after the load (RSS, MB):", ""]
+    return lead + _table(["process", "RSS MB", ""], rows)
+
+
+def accuracy(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, figures in results["accuracy"].items():
+        if isinstance(figures, str):
+            rows.append([name, figures, "", "", "", "", ""])
+            continue
+        images, canvases, card = figures["images"], figures["canvases"], figures["card"] or {}
+        rows.append([
+            name,
+            f"{images['count']}: {100 * images['accuracy_http']:.2f}%",
+            f"{100 * card['test_accuracy']:.2f}% ({card['test_images']})" if card else "-",
+            f"{100 * images['agreement']:.2f}%",
+            f"{canvases['count']}: {100 * canvases['accuracy_http']:.2f}%",
+            f"{100 * card['canvas_accuracy']:.2f}% ({card['canvas_images']})" if card else "-",
+            f"{100 * canvases['agreement']:.2f}%",
+        ])
+    return _table(
+        ["model", "images over HTTP", "card test accuracy", "same label as in process",
+         "canvases over HTTP", "card canvas accuracy", "same label as in process"],
+        rows,
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    busy = results["conditions_at_start"]["busy_processes"]
+    parts = [
+        f"Measured {results['date']} with `{results['command']}` ({results['elapsed_s']} s) on "
+        f"{machine['cores']} cores ({machine['cpu']}), {machine['platform']}, torch {machine['torch']}, "
+        f"TorchServe {machine['torchserve']}. Load average at the start "
+        f"{results['conditions_at_start']['load_average']}" + (f"; also busy: {'; '.join(busy)}." if busy else "."),
+        "",
+        *headline(results),
+        "",
+        "**End to end** (the shipped configuration "
+        + ", ".join(f"{k} {v}" for k, v in results["serving"]["configuration"].items())
+        + "; median round, min-max over rounds; ratios are to the no-op baseline of the same round):",
+        "",
+        *serving(results),
+        "",
+        "**Workers x batch size** (the recognizer and the no-op baseline with the same settings):",
+        "",
+        *sweep(results),
+        "",
+        "**Handler in process:**",
+        "",
+        *handler(results),
+        "",
+        *memory(results),
+        "",
+        "**Accuracy through the API** (held-out test images; agreement: the served label equals the "
+        "evaluation's in-process label for the same input):",
+        "",
+        *accuracy(results),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> None:
+    """Replace the README's text between ``BEGIN`` and ``END`` with the tables."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no benchmark section (lines {BEGIN!r} and {END!r})")
+    before, rest = text.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    readme.write_text(f"{before}{BEGIN}\n{markdown(results)}{END}{after}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--readme", type=Path)
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    if args.readme:
+        update_readme(args.readme, results)
+    else:
+        print(markdown(results), end="")
+
+
+if __name__ == "__main__":
+    main()

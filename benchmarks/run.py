@@ -1,0 +1,250 @@
+"""``python -m benchmarks``: run every benchmark and write the results as JSON.
+
+    python -m benchmarks --profile full --models-dir models --data-dir DIR \\
+        --out benchmarks/results/latest.json --readme README.md
+
+Order: the handler in process first (nothing else of ours running), then one TorchServe in a
+temporary folder: cold starts of the three models, the no-op baseline registered beside them,
+the load rounds, the memory after the load, the workers x batch size sweep, and last the accuracy
+over HTTP (skipped, and said so, when ``--data-dir`` holds no test data). The top-level keys
+``throughput_ratio_c8``, ``p50_ratio_c1``, ``preprocess_ms_per_image``, ``cold_start_s`` and
+``rss_mb`` are the headline; ``goals`` says which goals were met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
+import torch
+import ts
+import yaml
+
+from benchmarks import accuracy, handler_cost
+from benchmarks.heldout import HeldOut, canvas_pngs, load_heldout, typeset_heldout
+from benchmarks.profile import Profile
+from benchmarks.report import update_readme
+from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
+from handler.server import MODELS
+
+PROJECT = Path(__file__).resolve().parent.parent
+PLATFORM_NOTES_RPS = 510  # ../shared/docs/platform-notes.md: trivial CNN, 2 workers x 1 thread, c=8
+SERVING_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")  # reported with the load
+GOALS = {  # headline key: (comparison, bound), from the benchmark issue
+    "throughput_ratio_c8": (">=", 0.9),
+    "p50_ratio_c1": ("<=", 1.2),
+    "p99_over_p50": ("<=", 3.0),
+    "preprocess_ms_per_image": ("<=", 1.0),
+    "forward_ms_batch1": ("<=", 1.0),
+    "cold_start_s": ("<=", 15.0),
+}
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on, and what else was using the CPU meanwhile."""
+    cpu_model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchserve": ts.__version__,
+        "java": java[0] if java else None,
+    }
+
+
+def busy_processes(seconds: float = 1.0, threshold: float = 20.0) -> list[str]:
+    """Command lines of other processes using more than ``threshold`` % of a core right now."""
+    processes = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.pid != os.getpid()]
+    for process in processes:
+        try:
+            process.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(seconds)
+    busy = []
+    for process in processes:
+        try:
+            if process.cpu_percent(None) > threshold:
+                busy.append(" ".join(process.info["cmdline"] or [])[:120])
+        except psutil.Error:
+            pass
+    return busy
+
+
+def load_conditions() -> dict[str, Any]:
+    return {"load_average": [round(x, 2) for x in os.getloadavg()], "busy_processes": busy_processes()}
+
+
+def class_names(models_dir: Path, name: str) -> list[str]:
+    mapping = json.loads((models_dir / name / "index_to_name.json").read_text())
+    return [mapping[str(i)] for i in range(len(mapping))]
+
+
+def drawings(models_dir: Path, data_dir: Path | None) -> tuple[dict[str, HeldOut | None], dict[str, HeldOut]]:
+    """Each recognizer's test split (``None`` without data), and what the speed benchmarks draw:
+    the test split, or typeset labels when there is none."""
+    heldout = {name: load_heldout(name, data_dir) for name in MODELS}
+    for_speed = {name: heldout[name] or typeset_heldout(name, class_names(models_dir, name)) for name in MODELS}
+    return heldout, for_speed
+
+
+def sendable_canvases(source: HeldOut, count: int) -> list[bytes]:
+    return [png for png in canvas_pngs(source.images, count) if png is not None]
+
+
+def headline(handler: dict[str, Any], serving: dict[str, Any], cold_starts: list[float]) -> dict[str, Any]:
+    """The top-level figures: for ratios, the worst of the three recognizers."""
+    load = serving["load"]
+    ours = [name for name in load["c8"] if name != BASELINE]
+    return {
+        "throughput_ratio_c8": min(load["c8"][name]["ratio_to_baseline"]["rps"] for name in ours),
+        "p50_ratio_c1": max(load["c1"][name]["ratio_to_baseline"]["p50_ms"] for name in ours),
+        "p99_over_p50": max(
+            round(load[c][name]["p99_ms"] / load[c][name]["p50_ms"], 2) for c in ("c1", "c8") for name in ours
+        ),
+        "preprocess_ms_per_image": handler["all_canvases"]["preprocess"]["ms_per_image"],
+        "forward_ms_batch1": max(model["forward"]["1"]["ms_per_batch"] for model in handler["models"].values()),
+        "cold_start_s": round(statistics.median(cold_starts), 2),
+        "rps_c8": {name: load["c8"][name]["rps"] for name in load["c8"]},
+        "rps_c8_vs_platform_notes": round(min(load["c8"][name]["rps"] for name in ours) / PLATFORM_NOTES_RPS, 3),
+    }
+
+
+def goals(figures: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: {
+            "goal": f"{comparison} {bound}",
+            "measured": figures[key],
+            "met": figures[key] >= bound if comparison == ">=" else figures[key] <= bound,
+        }
+        for key, (comparison, bound) in GOALS.items()
+    }
+
+
+class Phases:
+    """Says which part runs and records how long each one took (``phase_seconds``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        print(f"{name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 1)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    profile = Profile.load(args.profile)
+    config = yaml.safe_load(SERVING_CONFIG.read_text())
+    models_dir = args.models_dir.resolve()
+    data_dir = args.data_dir.resolve() if args.data_dir else None
+    started = time.perf_counter()
+    phase = Phases()
+    results: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]]),
+        "profile": profile.name,
+        "machine": machine(),
+        "conditions_at_start": load_conditions(),
+    }
+    with phase("drawings"):
+        heldout, for_speed = drawings(models_dir, data_dir)
+        per_model = max(1, profile.handler.canvases // len(MODELS))
+        in_process = {name: sendable_canvases(for_speed[name], per_model) for name in MODELS}
+        canvases = {name: sendable_canvases(for_speed[name], profile.serving.canvases_per_model) for name in MODELS}
+    results["drawings"] = {name: source.source for name, source in for_speed.items()}
+
+    with phase("handler in process"):
+        handler = handler_cost.measure(
+            models_dir, MODELS, in_process, config, profile.handler.repeats,
+            profile.handler.forward_batch_sizes, profile.handler.forward_seconds,
+        )
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as workdir:
+        bench = BenchServer(models_dir, Path(workdir), config)
+        try:
+            with phase("archives"):
+                bench.archive(MODELS)
+            cold_starts = []
+            with phase("cold starts"):
+                for attempt in range(profile.serving.cold_starts):
+                    if attempt:
+                        bench.stop()
+                    cold_starts.append(round(bench.cold_start(MODELS), 2))
+            with phase("load against the baseline"):
+                bench.register_baseline()
+                targets = {name: (bench.target(name), canvases[name]) for name in MODELS}
+                targets[BASELINE] = (bench.target(BASELINE), canvases[MODELS[0]])
+                serving = {
+                    "configuration": {key: config["defaults"][key] for key in SERVING_SETTINGS},
+                    "load": measure_series(targets, BASELINE, profile.serving.load),
+                    "rss_mb_after_load": memory(bench.server),
+                }
+            with phase("workers x batch size sweep"):
+                results["sweep"] = sweep(bench, profile.sweep, canvases[profile.sweep.model])
+            with phase("accuracy over HTTP"):
+                results["accuracy"] = {
+                    name: accuracy.evaluate_model(
+                        bench.target(name), models_dir / name, heldout[name], profile.accuracy.images,
+                        profile.accuracy.canvases, profile.accuracy.concurrency,
+                    ) if heldout[name] is not None else f"skipped: no test data for {name} under DATA_DIR ({data_dir})"
+                    for name in MODELS
+                }
+        finally:
+            bench.stop()
+    figures = headline(handler, serving, cold_starts)
+    return {
+        **figures,
+        "rss_mb": serving["rss_mb_after_load"],
+        "goals": goals(figures),
+        **results,
+        "handler": handler,
+        "serving": serving,
+        "cold_start": {"runs_s": cold_starts, "models": list(MODELS), "poll_interval_s": 0.5},
+        "conditions_at_end": load_conditions(),
+        "phase_seconds": phase.seconds,
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="full", help="a profile of config/benchmarks.yaml")
+    parser.add_argument("--models-dir", type=Path, default=PROJECT / "models")
+    parser.add_argument("--data-dir", type=Path, help="data root with the test splits (accuracy)")
+    parser.add_argument("--out", type=Path, required=True, help="where the JSON results go")
+    parser.add_argument("--readme", type=Path, help="a README whose benchmark table to rewrite")
+    parser.add_argument("--workdir", type=Path, default=PROJECT / "build" / "bench")
+    args = parser.parse_args(argv)
+    results = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results in {args.out} ({results['elapsed_s']} s)")
+    if args.readme:
+        update_readme(args.readme, results)
+        print(f"table in {args.readme}")

@@ -1,0 +1,247 @@
+"""TorchServe end to end: the recognizers against a no-op baseline in the same server.
+
+:class:`BenchServer` runs a TorchServe with the project's own lifecycle
+(:class:`handler.server.TorchServe`, as ``make serve``) and archives (:mod:`handler.archive`, with
+``config/serving.yaml``), in a temporary folder on free ports. Beside the shipped models it
+serves ``noop``: :mod:`benchmarks.noop_handler` packaged with the *same* workers and batching, so
+its figures are TorchServe's own floor on this machine, measured in the same run.
+
+- :meth:`BenchServer.cold_start`: seconds from starting TorchServe until every model is READY;
+- :func:`measure_series`: rounds of load runs that alternate the models and the baseline; each
+  figure is the median round, with the min-max spread and the ratio to the baseline;
+- :func:`memory`: the RSS of the JVM and of every worker;
+- :func:`sweep`: workers x batch size, a recognizer and the baseline registered side by side with
+  the same settings (the defaults in ``config/serving.yaml`` come from it).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Sequence
+
+import psutil
+import yaml
+
+from benchmarks.loadgen import PERCENTILES, LoadResult, Target, run_load
+from benchmarks.profile import LoadProfile, SweepProfile
+from client.api import read_properties
+from handler.archive import build_archive, model_config
+from handler.server import PORT_NAMES, TorchServe
+
+PROJECT = Path(__file__).resolve().parent.parent
+SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
+BASELINE = "noop"
+NOOP_HANDLER = Path(__file__).resolve().parent / "noop_handler.py"
+FIGURES = ("rps", *(f"p{q}_ms" for q in PERCENTILES))
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that nothing listens on (all held open until all are chosen)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def build_noop_archive(name: str, model_store: Path, settings: dict[str, Any], build_dir: Path) -> Path:
+    """``model_store/<name>.mar``: the no-op handler with ``settings`` as its model-config.yaml."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    model_store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=build_dir) as stage:
+        config_file = Path(stage, "model-config.yaml")
+        config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
+        env = {"TMPDIR": stage, "TEMP": stage, "TMP": stage}  # the archiver's scratch files
+        subprocess.run(
+            [
+                sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name,
+                "--version", "1.0", "--handler", str(NOOP_HANDLER), "--config-file", str(config_file),
+                "--export-path", str(model_store), "--force",
+            ],
+            check=True, env={**os.environ, **env}, stderr=subprocess.DEVNULL,
+        )
+    return model_store / f"{name}.mar"
+
+
+def with_batching(config: dict[str, Any], workers: int, batch_size: int, delay_ms: int) -> dict[str, Any]:
+    """``config`` (serving.yaml's layout) with every model on ``workers`` workers and batching."""
+    changed = copy.deepcopy(config)
+    changed["defaults"].update(
+        minWorkers=workers, maxWorkers=workers, batchSize=batch_size, maxBatchDelay=delay_ms
+    )
+    return changed
+
+
+class BenchServer:
+    """A TorchServe in ``workdir`` serving archives of ``models_dir`` and the no-op baseline."""
+
+    def __init__(self, models_dir: Path, workdir: Path, config: dict[str, Any]):
+        self.models_dir = Path(models_dir)
+        self.workdir = Path(workdir)
+        self.config = config
+        self.store = self.workdir / "model_store"
+        self.build = self.workdir / "build"
+        ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
+        self.server = TorchServe(run_dir=self.workdir / "run", model_store=self.store, ports=ports)
+
+    def archive(self, models: Sequence[str]) -> None:
+        """Package ``models`` and the baseline with the configuration under test."""
+        for name in models:
+            build_archive(name, self.models_dir, self.store, self.config, self.build)
+        build_noop_archive(BASELINE, self.store, model_config(self.config, BASELINE), self.build)
+
+    def cold_start(self, models: Sequence[str]) -> float:
+        """Start TorchServe with ``models`` as ``make serve`` does; seconds until all are READY
+        (polled every 0.5 s by :meth:`TorchServe.wait_ready`)."""
+        start = time.perf_counter()
+        self.server.start(models)
+        return time.perf_counter() - start
+
+    def register_baseline(self) -> None:
+        self.server.client(timeout=120).register(f"{BASELINE}.mar")
+
+    def target(self, model: str) -> Target:
+        return Target(
+            self.server.endpoints.inference, f"/predictions/{model}", self.server.client().keys.inference
+        )
+
+    def register_variant(self, model: str, name: str, config: dict[str, Any]) -> None:
+        """Register ``model`` (or the baseline) packaged with ``config`` as the model ``name``."""
+        stage = self.workdir / "variants" / name
+        if model == BASELINE:
+            build_noop_archive(model, stage, model_config(config, model), self.build)
+        else:
+            build_archive(model, self.models_dir, stage, config, self.build)
+        shutil.move(stage / f"{model}.mar", self.store / f"{name}.mar")
+        self.server.client(timeout=120).register(f"{name}.mar", model_name=name)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _median_spread(values: list[float]) -> tuple[float, list[float]]:
+    return round(statistics.median(values), 3), [round(min(values), 3), round(max(values), 3)]
+
+
+def summarize(runs: list[LoadResult], baseline: list[LoadResult] | None) -> dict[str, Any]:
+    """One target at one concurrency over the rounds: each figure's median and min-max, errors
+    and requests summed, and each figure's ratio to the baseline of the same round."""
+    summary: dict[str, Any] = {
+        "requests": sum(run.requests for run in runs),
+        "errors": sum(run.errors for run in runs),
+        "rounds": len(runs),
+    }
+    batch_sizes = [run.mean_batch_size for run in runs if run.mean_batch_size is not None]
+    if batch_sizes:
+        summary["mean_batch_size"] = round(statistics.median(batch_sizes), 2)
+    for figure in FIGURES:
+        summary[figure], summary[f"{figure}_spread"] = _median_spread(
+            [run.summary()[figure] for run in runs]
+        )
+    if baseline is not None:
+        ratios = {}
+        for figure in FIGURES:
+            paired = [ours.summary()[figure] / base.summary()[figure] for ours, base in zip(runs, baseline)]
+            ratios[figure], ratios[f"{figure}_spread"] = _median_spread(paired)
+        summary["ratio_to_baseline"] = ratios
+    return summary
+
+
+def measure_series(
+    targets: dict[str, tuple[Target, list[bytes]]], baseline: str, load: LoadProfile
+) -> dict[str, dict[str, Any]]:
+    """Rounds of load runs: in each round, at each concurrency, every target in turn (the
+    baseline included), so that slow drifts of a shared machine hit all of them alike.
+    Returns ``{"c<concurrency>": {target: summary}}``."""
+    runs: dict[tuple[str, int], list[LoadResult]] = {}
+    for _ in range(load.rounds):
+        for concurrency in load.concurrency:
+            for name, (target, bodies) in targets.items():
+                result = run_load(
+                    target, bodies, concurrency, load.seconds, load.max_requests, load.warmup_seconds
+                )
+                runs.setdefault((name, concurrency), []).append(result)
+    return {
+        f"c{concurrency}": {
+            name: summarize(runs[name, concurrency], None if name == baseline else runs[baseline, concurrency])
+            for name in targets
+        }
+        for concurrency in load.concurrency
+    }
+
+
+def memory(server: TorchServe) -> dict[str, Any]:
+    """RSS in MB of the JVM and of each worker (by model), and their total; with the JVM's heap
+    cap from the run's configuration."""
+    client = server.client()
+    owner = {
+        worker["pid"]: model["modelName"]
+        for model in client.models()
+        for version in client.describe(model["modelName"], "all")
+        for worker in version["workers"]
+    }
+    jvm, workers, other = 0.0, {}, []
+    for process in server.processes():
+        try:
+            rss = round(process.memory_info().rss / 2**20, 1)
+        except psutil.Error:
+            continue
+        if process.pid == server.pid():
+            jvm = rss
+        elif process.pid in owner:
+            workers.setdefault(owner[process.pid], []).append(rss)
+        else:
+            other.append(rss)
+    total = jvm + sum(sum(values) for values in workers.values()) + sum(other)
+    vmargs = read_properties(server.properties_file).get("vmargs", "")
+    return {
+        "jvm": jvm,
+        "jvm_heap_cap": next((arg for arg in vmargs.split() if arg.startswith("-Xmx")), None),
+        "workers": {name: sorted(values) for name, values in sorted(workers.items())},
+        "other_processes": other,
+        "total": round(total, 1),
+    }
+
+
+def sweep(bench: BenchServer, profile: SweepProfile, bodies: list[bytes]) -> list[dict[str, Any]]:
+    """For each batch size, the recognizer ``profile.model`` and the baseline are packaged with
+    that batching and registered side by side, then measured at each worker count."""
+    cells = []
+    client = bench.server.client(timeout=120)
+    for batch_size in profile.batch_sizes:
+        config = with_batching(bench.config, min(profile.workers), batch_size, profile.max_batch_delay_ms)
+        ours, base = f"{profile.model}-b{batch_size}", f"{BASELINE}-b{batch_size}"
+        bench.register_variant(profile.model, ours, config)
+        bench.register_variant(BASELINE, base, config)
+        try:
+            for workers in profile.workers:
+                for name in (ours, base):
+                    client.scale(name, workers)
+                series = measure_series(
+                    {ours: (bench.target(ours), bodies), base: (bench.target(base), bodies)},
+                    base,
+                    profile.load,
+                )
+                cells.append({
+                    "workers": workers,
+                    "batch_size": batch_size,
+                    "max_batch_delay_ms": profile.max_batch_delay_ms,
+                    **{
+                        concurrency: {"model": by_name[ours], "baseline": by_name[base]}
+                        for concurrency, by_name in series.items()
+                    },
+                })
+        finally:
+            for name in (ours, base):
+                client.unregister(name)
+    return cells
