@@ -73,6 +73,17 @@ stop: ## stop TorchServe and wait until its processes are gone
 status: ## TorchServe's models, versions and workers
 	$(PY) -m handler.server status --run-dir $(RUN_DIR)
 
+# Benchmarks (benchmarks/, settings in config/benchmarks.yaml). DATA_DIR adds the accuracy over HTTP.
+BENCH_QUICK_OUT ?= build/bench-quick.json
+BENCH_FLAGS = --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR)
+
+.PHONY: bench bench-quick
+bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op baseline, workers x batch, cold start, memory, accuracy over HTTP; writes benchmarks/results/latest.json and README's table
+	$(PY) -m benchmarks --profile full $(BENCH_FLAGS) --out benchmarks/results/latest.json --readme README.md
+
+bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_QUICK_OUT; the README is left alone)
+	$(PY) -m benchmarks --profile quick $(BENCH_FLAGS) --out $(BENCH_QUICK_OUT)
+
 test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
 
