@@ -84,6 +84,14 @@ bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op baseline,
 bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_QUICK_OUT; the README is left alone)
 	$(PY) -m benchmarks --profile quick $(BENCH_FLAGS) --out $(BENCH_QUICK_OUT)
 
+# The Gradio app. APP_HOST / APP_PORT: where it listens; it calls the TorchServe of RUN_DIR.
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 7860
+
+.PHONY: client
+client: install ## start the Gradio sketchpad app on http://APP_HOST:APP_PORT (127.0.0.1:7860) against make serve's TorchServe
+	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR)
+
 test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
 	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
 

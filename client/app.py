@@ -21,6 +21,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from client.messages import EXPLAINED, explain
 from client.sketch import image_from_base64, sketch_to_png, upload_to_png
 
 # The 28x28 glyph, shown four times larger as crisp pixels.
-CSS = "#seen img { image-rendering: pixelated; width: 112px; height: 112px; }"
+CSS = "#seen img { image-rendering: pixelated; object-fit: contain; width: 112px; height: 112px; }"
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def launch(settings: AppSettings, block: bool = True) -> gr.Blocks:
         server_port=settings.port,
         share=False,
         prevent_thread_lock=not block,
-        quiet=not block,
+        quiet=True,  # Gradio's banner suggests share=True; main() says where the app is instead
         footer_links=[],
         css=CSS,
     )
@@ -264,7 +265,18 @@ def parse_settings(argv: list[str] | None = None) -> AppSettings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    launch(parse_settings(argv))
+    settings = parse_settings(argv)
+    endpoints = settings.endpoints
+    print(
+        f"Drawing app on http://{settings.host}:{settings.port} (Ctrl+C stops it), calling "
+        f"TorchServe at {endpoints.inference} and {endpoints.management} with the keys of "
+        f"{endpoints.key_file}",
+        flush=True,
+    )
+    try:
+        launch(settings)
+    except OSError as error:  # the port is taken, the address is not this machine's, ...
+        sys.exit(f"error: cannot listen on {settings.host}:{settings.port}: {error}")
 
 
 if __name__ == "__main__":
