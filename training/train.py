@@ -30,7 +30,7 @@ from training import evaluate, export
 from training.augment import AugmentSettings, augment
 from training.labels import CLASS_NAMES
 from training.model import GlyphNet, count_parameters
-from training.prepare import DEFAULT_CACHE, prepare
+from training.prepare import DEFAULT_CACHE, PreparedData, prepare
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "recognizers.yaml"
 THREADS = 2  # this machine's cores; more threads than cores only adds contention
@@ -65,6 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="override the configured seed")
     parser.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests)")
     parser.add_argument("--canvas-limit", type=int, help="evaluate canvas robustness on the first N test images")
+    parser.add_argument(
+        "--from-checkpoint", action="store_true",
+        help="skip training: export and evaluate the best state saved in the cache (e.g. of an interrupted run)",
+    )
     parser.add_argument(
         "--threads", type=int, default=THREADS,
         help="torch threads (1 when several trainings share the machine's cores)",
@@ -124,6 +128,58 @@ def train_epoch(
     return total / seen
 
 
+def fit(
+    model: torch.nn.Module,
+    data: PreparedData,
+    config: dict[str, Any],
+    stats: tuple[float, float],
+    generator: torch.Generator,
+    checkpoint: Path,
+    command: str,
+) -> dict[str, Any]:
+    """Train for the configured epochs with a one-cycle AdamW schedule, validating after each.
+
+    After every epoch the best state so far (by validation accuracy) and the training record are
+    written to ``checkpoint``, so an interrupted run can still be exported with
+    ``--from-checkpoint``. Returns the training record of ``metrics.json``.
+    """
+    mean, std = stats
+    train_x, train_y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
+    steps = config["epochs"] * steps_per_epoch(len(train_y), config["batch_size"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
+    history: dict[str, list[float]] = {"train_loss": [], "val_accuracy": []}
+    best_accuracy, best_state, best_epoch = -1.0, None, 0
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for epoch in range(1, config["epochs"] + 1):
+        loss = train_epoch(
+            model, train_x, train_y, optimizer, scheduler, config, stats, generator,
+            desc=f"epoch {epoch}/{config['epochs']}",
+        )
+        predicted = evaluate.predict(model, data.val.images, mean, std)
+        accuracy = float((predicted == data.val.labels).mean())
+        history["train_loss"].append(loss)
+        history["val_accuracy"].append(accuracy)
+        if accuracy > best_accuracy:
+            best_accuracy, best_state, best_epoch = accuracy, copy.deepcopy(model.state_dict()), epoch
+        seconds = time.perf_counter() - started
+        print(f"epoch {epoch:2d}  train loss {loss:.4f}  val accuracy {accuracy:.4%}  ({seconds:.0f} s)", flush=True)
+        training = {
+            "config": config,
+            "epochs": epoch,  # completed: less than configured only for an interrupted run
+            "best_epoch": best_epoch,
+            "best_val_accuracy": best_accuracy,
+            "train_seconds": round(seconds, 1),
+            "threads": torch.get_num_threads(),
+            "history": history,
+            "command": f"python -m training.train {command}",
+        }
+        torch.save({"state_dict": best_state, "training": training, "mean": mean, "std": std}, checkpoint)
+    print(f"best epoch {best_epoch}: val accuracy {best_accuracy:.4%}; trained in {seconds:.0f} s")
+    return training
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = load_config(args.model, args.config)
@@ -135,57 +191,25 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = GlyphSettings.from_dict(config["glyph"])
     data = prepare(args.model, args.data_dir, settings, limit=args.limit, cache_dir=args.cache_dir)
-    train_x = torch.from_numpy(data.train.images)
-    train_y = torch.from_numpy(data.train.labels)
     # Standardize with the training set's statistics; exported so the handler does the same.
     mean = float(data.train.images.mean() / 255.0)
     std = float(data.train.images.std() / 255.0)
 
     num_classes = len(CLASS_NAMES[args.model])
     model = GlyphNet(num_classes, width=config["width"], dropout=config["dropout"])
-    steps = config["epochs"] * steps_per_epoch(len(train_y), config["batch_size"])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
     print(
-        f"{args.model}: {len(train_y)} training, {len(data.val)} validation, {len(data.test)} test "
+        f"{args.model}: {len(data.train)} training, {len(data.val)} validation, {len(data.test)} test "
         f"images; {count_parameters(model)} parameters; {config['epochs']} epochs"
     )
 
-    history: dict[str, list[float]] = {"train_loss": [], "val_accuracy": []}
-    best_accuracy, best_state, best_epoch = -1.0, None, 0
-    started = time.perf_counter()
-    for epoch in range(1, config["epochs"] + 1):
-        loss = train_epoch(
-            model, train_x, train_y, optimizer, scheduler, config, (mean, std), generator,
-            desc=f"epoch {epoch}/{config['epochs']}",
-        )
-        predicted = evaluate.predict(model, data.val.images, mean, std)
-        accuracy = float((predicted == data.val.labels).mean())
-        history["train_loss"].append(loss)
-        history["val_accuracy"].append(accuracy)
-        if accuracy > best_accuracy:
-            best_accuracy, best_state, best_epoch = accuracy, copy.deepcopy(model.state_dict()), epoch
-        print(
-            f"epoch {epoch:2d}  train loss {loss:.4f}  val accuracy {accuracy:.4%}  "
-            f"({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
-    train_seconds = time.perf_counter() - started
-    model.load_state_dict(best_state)
-    print(f"best epoch {best_epoch}: val accuracy {best_accuracy:.4%}; trained in {train_seconds:.0f} s")
-
-    training = {
-        "config": config,
-        "epochs": config["epochs"],
-        "best_epoch": best_epoch,
-        "best_val_accuracy": best_accuracy,
-        "train_seconds": round(train_seconds, 1),
-        "history": history,
-        "command": "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
     checkpoint = Path(args.cache_dir) / "checkpoints" / f"{args.model}.pt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": best_state, "training": training, "mean": mean, "std": std}, checkpoint)
+    if args.from_checkpoint:
+        saved = torch.load(checkpoint)
+        model.load_state_dict(saved["state_dict"])
+        training, mean, std = saved["training"], saved["mean"], saved["std"]
+    else:
+        training = fit(model, data, config, (mean, std), generator, checkpoint, command=" ".join(sys.argv[1:] if argv is None else argv))
+        model.load_state_dict(torch.load(checkpoint)["state_dict"])
 
     folder = Path(args.out) / args.model
     export.export_model(
