@@ -1,4 +1,5 @@
-"""The Gradio app: draw a character (or upload an image), see what a recognizer reads, manage models.
+"""The Gradio app: draw a character (or upload an image), see what a recognizer reads, and
+manage the served models.
 
     python -m client.app [--host 127.0.0.1] [--port 7860] [--run-dir .run]
                          [--inference-url URL] [--management-url URL] [--key-file PATH]
@@ -59,6 +60,7 @@ class AppSettings:
     max_top_k: int = 10
     canvas_side: int = 400  # pixels of the square Sketchpad canvas
     brush_size: int = 16  # pen width in canvas pixels (the handler evens stroke widths anyway)
+    scale_to: int = 2  # first value of the Models tab's Workers field (what serving.yaml runs)
 
 
 class Recognizer:
@@ -69,9 +71,15 @@ class Recognizer:
         self.settings = settings
         self.client = TorchServeClient(settings.endpoints)
 
+    def failure(self, error: Exception) -> str:
+        """The status line for an error: what went wrong and what to do (client.messages)."""
+        return f"**Error:** {explain(error, self.settings.endpoints)}"
+
     # -- recognition -----------------------------------------------------------------------------
 
-    def recognize(self, to_png: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float) -> tuple:
+    def recognize(
+        self, to_png: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float
+    ) -> tuple:
         """Ranking, confidence, glyph seen, round-trip time and a status line for one image."""
         try:
             image = to_png(value)
@@ -80,11 +88,12 @@ class Recognizer:
             result = self.client.predict(model, image, version, int(top_k), return_input=True)
             elapsed_ms = (time.perf_counter() - started) * 1000.0
         except EXPLAINED as error:
-            return (*self.cleared(), f"**Error:** {explain(error, self.settings.endpoints)}")
+            return (*self.cleared(), self.failure(error))
         ranking = {entry["label"]: entry["probability"] for entry in result["top_k"]}
         confidence = f"{result['confidence']:.1%}"
         status = f"{result['model']} {result['version']} reads **{result['label']}** ({confidence})"
-        return ranking, confidence, image_from_base64(result["input"]), f"{elapsed_ms:.0f} ms", status
+        seen = image_from_base64(result["input"])
+        return ranking, confidence, seen, f"{elapsed_ms:.0f} ms", status
 
     def recognize_drawing(self, sketch: dict | None, choice: str | None, top_k: float) -> tuple:
         return self.recognize(sketch_to_png, sketch, choice, top_k)
@@ -106,8 +115,7 @@ class Recognizer:
         try:
             versions = registered_versions(self.client)
         except EXPLAINED as error:
-            message = f"**Error:** {explain(error, self.settings.endpoints)}"
-            versions = []
+            message, versions = self.failure(error), []
         else:
             message = done or f"{len(versions)} model versions registered."
         choices = version_choices(versions)
@@ -119,20 +127,25 @@ class Recognizer:
             message,
         )
 
-    def manage(self, action: Callable[[], Any], done: str, picked: str | None, managed: str | None) -> tuple:
+    def manage(
+        self, action: Callable[[], Any], done: str, picked: str | None, managed: str | None
+    ) -> tuple:
         """Run one management ``action``, then refresh with ``done`` or the error."""
         try:
             action()
         except EXPLAINED as error:
-            done = f"**Error:** {explain(error, self.settings.endpoints)}"
+            done = self.failure(error)
         return self.refresh(picked, managed, done)
 
     def scale(self, managed: str | None, workers: float | None, picked: str | None) -> tuple:
         def action() -> None:
+            if workers is None or workers < 0:
+                raise ValueError("enter how many workers the version should run (0 or more)")
             model, version = parse_choice(managed or "")
-            self.client.scale(model, int(workers or 0), version)
+            self.client.scale(model, int(workers), version)
 
-        return self.manage(action, f"{managed} now runs {int(workers or 0)} workers.", picked, managed)
+        done = f"{managed} now runs {int(workers or 0)} workers."
+        return self.manage(action, done, picked, managed)
 
     def set_default(self, managed: str | None, picked: str | None) -> tuple:
         return self.manage(
@@ -159,6 +172,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
     """The page: a Recognize tab (Sketchpad or upload) and a Models tab."""
     recognizer = Recognizer(settings)
     side = settings.canvas_side
+    pen = gr.Brush(default_size=settings.brush_size, colors=["#000000"], color_mode="fixed")
     with gr.Blocks(title="Handwriting recognizers", analytics_enabled=False) as app:
         gr.Markdown("# Handwriting recognizers\nDraw a digit or a letter, or upload an image.")
         with gr.Tab("Recognize"):
@@ -166,58 +180,87 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                 with gr.Column():
                     with gr.Tab("Draw"):
                         pad = gr.Sketchpad(
-                            label="Sketchpad",
-                            canvas_size=(side, side),
-                            height=side + 120,
-                            layers=False,
-                            brush=gr.Brush(default_size=settings.brush_size, colors=["#000000"], color_mode="fixed"),
-                            elem_id="pad",
+                            label="Sketchpad", canvas_size=(side, side), height=side + 120,
+                            layers=False, brush=pen, elem_id="pad",
                         )
-                        draw_button = gr.Button("Recognize drawing", variant="primary", elem_id="recognize-drawing")
+                        draw_button = gr.Button(
+                            "Recognize drawing", variant="primary", elem_id="recognize-drawing"
+                        )
                     with gr.Tab("Upload"):
                         upload = gr.Image(
                             label="Image", type="pil", image_mode=None,
                             sources=["upload", "clipboard"], elem_id="upload",
                         )
-                        upload_button = gr.Button("Recognize image", variant="primary", elem_id="recognize-upload")
-                    picker = gr.Dropdown(label="Model version", choices=[], elem_id="model", allow_custom_value=True)
-                    top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Top k")
+                        upload_button = gr.Button(
+                            "Recognize image", variant="primary", elem_id="recognize-upload"
+                        )
+                    picker = gr.Dropdown(
+                        label="Model version", choices=[], allow_custom_value=True, elem_id="model"
+                    )
+                    top_k = gr.Slider(
+                        1, settings.max_top_k, value=settings.top_k, step=1, label="Top k"
+                    )
                 with gr.Column():
                     ranking = gr.Label(label="Ranking", elem_id="ranking")
-                    confidence = gr.Textbox(label="Confidence", interactive=False, elem_id="confidence")
+                    confidence = gr.Textbox(
+                        label="Confidence", interactive=False, elem_id="confidence"
+                    )
                     seen = gr.Image(
                         label="What the model saw (28x28)", type="pil", interactive=False,
                         height=168, format="png", elem_id="seen",
                     )
-                    round_trip = gr.Textbox(label="Round trip", interactive=False, elem_id="round-trip")
+                    round_trip = gr.Textbox(
+                        label="Round trip", interactive=False, elem_id="round-trip"
+                    )
                     status = gr.Markdown(elem_id="status")
         with gr.Tab("Models"):
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="models-table")
             with gr.Row():
-                managed = gr.Dropdown(label="Model version", choices=[], elem_id="managed", allow_custom_value=True)
-                workers = gr.Number(label="Workers", value=2, minimum=0, precision=0)
+                managed = gr.Dropdown(
+                    label="Model version", choices=[], allow_custom_value=True, elem_id="managed"
+                )
+                workers = gr.Number(
+                    label="Workers", value=settings.scale_to, minimum=0, precision=0
+                )
                 scale_button = gr.Button("Scale workers")
                 default_button = gr.Button("Set as default")
                 unregister_button = gr.Button("Unregister", variant="stop")
             with gr.Row():
-                archive = gr.Dropdown(label="Archive in the model store", choices=[], allow_custom_value=True)
+                archive = gr.Dropdown(
+                    label="Archive in the model store", choices=[], allow_custom_value=True
+                )
                 register_button = gr.Button("Register")
                 refresh_button = gr.Button("Refresh")
             models_status = gr.Markdown(elem_id="models-status")
 
         results = [ranking, confidence, seen, round_trip, status]
-        draw_button.click(recognizer.recognize_drawing, [pad, picker, top_k], results, api_name="recognize_drawing")
-        upload_button.click(recognizer.recognize_upload, [upload, picker, top_k], results, api_name="recognize_upload")
+        draw_button.click(
+            recognizer.recognize_drawing, [pad, picker, top_k], results,
+            api_name="recognize_drawing",
+        )
+        upload_button.click(
+            recognizer.recognize_upload, [upload, picker, top_k], results,
+            api_name="recognize_upload",
+        )
         for source in (pad, upload):
-            source.clear(lambda: (*Recognizer.cleared(), ""), None, results, api_visibility="private")
+            source.clear(
+                lambda: (*Recognizer.cleared(), ""), None, results, api_visibility="private"
+            )
 
         models = [table, picker, managed, archive, models_status]
-        app.load(recognizer.refresh, [picker, managed], models, api_name="refresh_models")
-        refresh_button.click(recognizer.refresh, [picker, managed], models, api_visibility="private")
+        pickers = [picker, managed]
+        app.load(recognizer.refresh, pickers, models, api_name="refresh_models")
+        refresh_button.click(recognizer.refresh, pickers, models, api_visibility="private")
         scale_button.click(recognizer.scale, [managed, workers, picker], models, api_name="scale")
-        default_button.click(recognizer.set_default, [managed, picker], models, api_name="set_default")
-        unregister_button.click(recognizer.unregister, [managed, picker], models, api_name="unregister")
-        register_button.click(recognizer.register, [archive, picker, managed], models, api_name="register")
+        default_button.click(
+            recognizer.set_default, [managed, picker], models, api_name="set_default"
+        )
+        unregister_button.click(
+            recognizer.unregister, [managed, picker], models, api_name="unregister"
+        )
+        register_button.click(
+            recognizer.register, [archive, picker, managed], models, api_name="register"
+        )
     return app
 
 
@@ -240,20 +283,25 @@ def launch(settings: AppSettings, block: bool = True) -> gr.Blocks:
 def parse_settings(argv: list[str] | None = None) -> AppSettings:
     """Flags first, then environment variables, then the run folder of ``make serve``."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="python -m client.app", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m client.app", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="interface to listen on (GRADIO_SERVER_NAME; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
                         help="port to listen on (GRADIO_SERVER_PORT; default 7860)")
     parser.add_argument("--run-dir", type=Path,
                         help="the server's run folder (RECOGNIZER_RUN_DIR; default .run)")
-    parser.add_argument("--inference-url", help="RECOGNIZER_INFERENCE_URL; default: from the run folder")
-    parser.add_argument("--management-url", help="RECOGNIZER_MANAGEMENT_URL; default: from the run folder")
+    parser.add_argument("--inference-url",
+                        help="RECOGNIZER_INFERENCE_URL; default: from the run folder")
+    parser.add_argument("--management-url",
+                        help="RECOGNIZER_MANAGEMENT_URL; default: from the run folder")
     parser.add_argument("--key-file", type=Path,
                         help="RECOGNIZER_KEY_FILE; default: <run folder>/key_file.json")
     parser.add_argument("--model-store", type=Path,
                         help="archives the Models tab offers to register; default: the server's")
-    parser.add_argument("--model", default=AppSettings.model, help="model preselected (default digits)")
+    parser.add_argument("--model", default=AppSettings.model,
+                        help="model preselected (default digits)")
     args = parser.parse_args(argv)
     endpoints = Endpoints.discover(
         run_dir=args.run_dir, inference=args.inference_url,

@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``predict`` command's arguments."""
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
                         help="PNG, JPEG, WebP, GIF or BMP files")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="digits, letters or balanced (default digits)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="digits, letters or balanced (default digits)")
     parser.add_argument("--version", help="default: the model's default version")
     parser.add_argument("--top-k", type=int, help="also print the k best labels")
     parser.add_argument("--json", action="store_true", help="print the handler's answers as JSON")

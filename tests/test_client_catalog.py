@@ -89,13 +89,14 @@ def connection_error(url: str) -> requests.ConnectionError:
     [
         (connection_error("http://127.0.0.1:8081/models?limit=1000"),
          "cannot reach TorchServe at http://127.0.0.1:8081: is it running? (make serve)"),
-        (ServingError(400, "InvalidKeyException", "Token Authorization failed. Token either incorrect, expired, or not provided correctly"),
+        (ServingError(400, "InvalidKeyException", "Token Authorization failed."),
          "TorchServe refused the key from .run/key_file.json, even after re-reading it: "
          "is that the key file of this server? (python -m client keys renews expired keys)"),
         (ServingError(404, "ModelNotFoundException", "Model not found: nosuch"),
-         "unknown model or version: Model not found: nosuch (python -m client models list shows what is registered)"),
-        (ServingError(400, "BlankImageError", "the drawing is blank: draw a character with a visible stroke"),
-         "the drawing is blank: draw a character with a visible stroke (HTTP 400 BlankImageError)"),
+         "unknown model or version: Model not found: nosuch "
+         "(python -m client models list shows what is registered)"),
+        (ServingError(400, "BlankImageError", "the drawing is blank: draw a character"),
+         "the drawing is blank: draw a character (HTTP 400 BlankImageError)"),
         (FileNotFoundError("no key file at .run/key_file.json: is TorchServe running? (make serve)"),
          "no key file at .run/key_file.json: is TorchServe running? (make serve)"),
     ],
