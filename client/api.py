@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -269,8 +270,21 @@ class TorchServeClient:
     def set_default(self, model: str, version: str) -> dict[str, Any]:
         return self.call("management", "PUT", f"/models/{model}/{version}/set-default")
 
-    def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
+    def unregister(
+        self, model: str, version: str | None = None, quiet: float = 1.0, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """Remove ``model`` (or one version of it) once it is idle. TorchServe 0.12 drops the
+        requests still queued for a version it unregisters (their clients wait until they time
+        out), so this first waits until the version has had no pending request for ``quiet``
+        seconds (at most ``timeout``): after ``set_default`` to another version, the old one
+        drains in milliseconds and no request is lost."""
         path = f"/models/{model}" + (f"/{version}" if version else "")
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < quiet and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if self.call("management", "GET", path)[0]["jobQueueStatus"]["pendingRequests"]:
+                idle_since = time.monotonic()
         return self.call("management", "DELETE", path)
 
     # -- metrics ---------------------------------------------------------------------------------

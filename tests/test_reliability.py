@@ -1,0 +1,254 @@
+"""The service under load and faults, against real TorchServes (traffic to 127.0.0.1 only).
+
+Sustained load runs on the session's shared server (tests/conftest.py). The tests that disturb a
+server on purpose (a killed worker, scaling, a version swap, a restart, a crashed JVM) run on a
+private one, ``own_torchserve``, started from the same archives, so that a failure here cannot
+leave the shared server broken for the rest of the suite. Each test writes its figures to
+tests/artifacts/reliability.json (tests/figures.py) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from handler.archive import build_archive
+from handler.server import MODELS, PID_FILE, PORT_NAMES, TorchServe
+from tests.conftest import free_ports, serving_config
+from tests.figures import record
+from tests.load import (
+    Load,
+    all_worker_pids,
+    answers_one_by_one,
+    fully_served,
+    mixed_calls,
+    serving_state,
+    wait_until,
+)
+from tests.test_lifecycle import make
+
+pytestmark = pytest.mark.slow
+
+CLIENTS = 8
+LOAD_SECONDS = 30
+RECOVERY_LIMIT = 10.0  # seconds until a model whose worker was killed is fully served again
+
+
+def without_version(answer: dict) -> dict:
+    return {key: value for key, value in answer.items() if key != "version"}
+
+
+def differing(load: Load, reference: dict, compare=lambda answer: answer) -> list:
+    """The successful outcomes whose answer differs from the same call's answer alone."""
+    return [o for o in load.outcomes if o.ok and compare(o.body) != compare(reference[o.call])]
+
+
+def test_sustained_load_gets_the_answers_of_single_requests_and_restarts_no_worker(torchserve):
+    calls = mixed_calls()
+    reference = answers_one_by_one(torchserve, calls)
+    before = all_worker_pids(torchserve)
+
+    load = Load(torchserve, calls, clients=CLIENTS).run(LOAD_SECONDS)
+
+    report, wrong = load.report(), differing(load, reference)
+    restarted = {m: p for m, p in all_worker_pids(torchserve).items() if p != before[m]}
+    record("sustained_load", {**report.figures(), "clients": CLIENTS, "distinct_calls": len(calls),
+                              "answers_differing_from_single_requests": len(wrong),
+                              "worker_restarts": len(restarted)})
+    assert report.failed == 0, load.failures()[:3]
+    assert report.sent > CLIENTS * LOAD_SECONDS  # the clients did keep the server busy
+    assert wrong == []
+    assert restarted == {}
+
+
+# -- a private server for the disruptive scenarios ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_torchserve(torchserve: TorchServe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorchServe]:
+    """A second TorchServe, with the session server's archives copied into its own model store."""
+    root = tmp_path_factory.mktemp("own-torchserve")
+    store = root / "model_store"
+    store.mkdir()
+    for name in MODELS:
+        shutil.copy2(torchserve.model_store / f"{name}.mar", store)
+    server = TorchServe(run_dir=root / "run", model_store=store,
+                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    try:
+        server.start(MODELS)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def configured_state(own_torchserve: TorchServe) -> dict:
+    """The state ``make serve`` sets up: every model at 1.0, the default, with its workers."""
+    state = serving_state(own_torchserve)
+    assert sorted(state) == sorted(MODELS)
+    assert all(s["default"] == "1.0" and list(s["versions"]) == ["1.0"] for s in state.values())
+    return state
+
+
+def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, configured_state):
+    server = own_torchserve
+    calls = mixed_calls()
+    reference = answers_one_by_one(server, calls)
+    victim = server.worker_pids("digits")[0]
+
+    with Load(server, calls, clients=4) as load:
+        time.sleep(2)
+        worker = psutil.Process(victim)
+        worker.kill()
+        worker.wait(10)
+        killed = time.monotonic()  # the moment the worker is gone (SIGKILL is not instantaneous)
+        recovery = wait_until(lambda: fully_served(server, "digits", gone=victim), timeout=60)
+        time.sleep(3)
+
+    failures = load.failures()
+    after_recovery = [o for o in load.outcomes if o.started >= killed + recovery]
+    record("worker_crash", {**load.report().figures(), "clients": 4, "killed_worker_pid": victim,
+                            "recovery_seconds": round(recovery, 2),
+                            "requests_after_recovery": len(after_recovery),
+                            "failed_after_recovery": sum(not o.ok for o in after_recovery),
+                            "failures_started_before_kill_ms": [
+                                round((killed - o.started) * 1000, 1) for o in failures]})
+    assert recovery <= RECOVERY_LIMIT
+    # Only what the killed worker was computing may fail: one request (batch size 1), of its model.
+    assert len(failures) <= 1, failures
+    assert all(o.call.model == "digits" and o.started <= killed for o in failures), failures
+    assert after_recovery and all(o.ok for o in after_recovery)
+    assert differing(load, reference) == []
+    assert serving_state(server) == configured_state
+
+
+def test_scaling_a_model_1_2_1_under_load_fails_no_request(own_torchserve, configured_state):
+    server, client = own_torchserve, own_torchserve.client()
+    calls = mixed_calls(models=["digits"])
+    reference = answers_one_by_one(server, calls)
+    workers = []
+    client.scale("digits", 1)
+    try:
+        with Load(server, calls, clients=4) as load:
+            for count in (1, 2, 1):
+                client.scale("digits", count)  # synchronous: returns once the workers are up/gone
+                workers.append(len(server.worker_pids("digits")))
+                time.sleep(2)
+    finally:
+        client.scale("digits", configured_state["digits"]["versions"]["1.0"]["minWorkers"])
+
+    report = load.report()
+    record("scale_under_load", {**report.figures(), "clients": 4, "workers_in_turn": workers})
+    assert workers == [1, 2, 1]
+    assert report.failed == 0, load.failures()[:3]
+    assert differing(load, reference) == []
+    assert serving_state(server) == configured_state
+
+
+def archive_version(models_dir: Path, name: str, version: str, store: Path, work: Path) -> str:
+    """``name`` exported again as ``version`` and archived into ``store`` as
+    ``<name>-<version>.mar``; returns that file name."""
+    models = work / "models"
+    shutil.copytree(models_dir / name, models / name)
+    metadata = json.loads((models / name / "model.json").read_text())
+    (models / name / "model.json").write_text(json.dumps({**metadata, "version": version}))
+    built = build_archive(name, models, work / "store", serving_config(), work / "build")
+    target = f"{name}-{version}.mar"
+    shutil.copy(built, store / target)
+    return target
+
+
+def test_a_new_default_version_takes_over_under_load_without_a_failed_request(
+    own_torchserve, configured_state, shipped_models, tmp_path
+):
+    server, client = own_torchserve, own_torchserve.client()
+    new = archive_version(shipped_models, "letters", "2.0", server.model_store, tmp_path)
+    calls = mixed_calls(models=["letters"])  # the unversioned route: /predictions/letters
+    reference = answers_one_by_one(server, calls)
+
+    with Load(server, calls, clients=4) as load:
+        time.sleep(1)
+        steps = {}
+        for step, action in [("register 2.0", lambda: client.register(new)),
+                             ("set-default 2.0", lambda: client.set_default("letters", "2.0")),
+                             ("unregister 1.0", lambda: client.unregister("letters", "1.0"))]:
+            action()
+            steps[step] = round(time.monotonic() - load.started, 2)
+        swapped = time.monotonic()
+        time.sleep(3)
+        restoring = time.monotonic()  # and back again, the same way, still under load
+        for step, action in [("register 1.0", lambda: client.register("letters.mar")),
+                             ("set-default 1.0", lambda: client.set_default("letters", "1.0")),
+                             ("unregister 2.0", lambda: client.unregister("letters", "2.0"))]:
+            action()
+            steps[step] = round(time.monotonic() - load.started, 2)
+        time.sleep(1)
+
+    report = load.report()
+    on_new = [o for o in load.outcomes if swapped <= o.started and o.ended <= restoring]
+    record("version_swap_under_load", {**report.figures(), "clients": 4,
+                                       "requests_after_swap": len(on_new), "steps_done_at_s": steps})
+    assert report.failed == 0, load.failures()[:3]
+    assert on_new and {o.body["version"] for o in on_new} == {"2.0"}
+    assert {o.body["version"] for o in load.outcomes} == {"1.0", "2.0"}
+    assert differing(load, reference, compare=without_version) == []  # same weights, same answers
+    assert serving_state(server) == configured_state
+
+
+# -- restarts --------------------------------------------------------------------------------------
+
+
+def make_options(server: TorchServe, models_dir: Path) -> list[str]:
+    """``make serve/stop`` variables that address ``server`` (its folders and ports)."""
+    ports = [f"{name.upper()}_PORT={port}" for name, port in server.ports.items()]
+    return [f"RUN_DIR={server.run_dir}", f"MODEL_STORE={server.model_store}", f"MODELS_DIR={models_dir}", *ports]
+
+
+def test_make_stop_then_make_serve_brings_back_the_configured_models_and_defaults(
+    own_torchserve, configured_state, shipped_models
+):
+    server = own_torchserve
+    server.client().scale("digits", 1)  # a change that a restored snapshot would bring back
+    processes = server.processes()
+
+    started = time.monotonic()
+    make("stop", *make_options(server, shipped_models))
+    assert not any(process.is_running() for process in processes)
+    make("serve", *make_options(server, shipped_models))
+    seconds = time.monotonic() - started
+
+    record("restart", {"seconds_stop_and_serve": round(seconds, 1)})
+    assert serving_state(server) == configured_state
+    assert all(fully_served(server, model) for model in MODELS)
+    assert not (server.logs / "config").exists()  # --ncs: no configuration snapshot written
+
+
+def test_make_serve_starts_after_a_crash_left_a_stale_pid_file_and_sockets(
+    own_torchserve, configured_state, shipped_models
+):
+    server = own_torchserve
+    jvm, *workers = server.processes()
+    jvm.kill()  # the JVM dies without cleaning up: pid file and worker sockets stay behind
+    jvm.wait(10)
+    # Its workers notice that the JVM is gone and exit on their own.
+    _, orphans = psutil.wait_procs(workers, timeout=30)
+    # The worst stale pid file: its pid now belongs to a live process that is not TorchServe.
+    (server.temp / PID_FILE).write_text(str(os.getpid()))
+    leftovers = sorted(path.name for path in server.temp.iterdir())
+
+    started = time.monotonic()
+    make("serve", *make_options(server, shipped_models))
+    seconds = time.monotonic() - started
+
+    record("restart_after_crash", {"seconds_to_serve": round(seconds, 1), "leftover_files": leftovers,
+                                   "orphaned_workers": len(orphans)})
+    assert orphans == []
+    assert serving_state(server) == configured_state
+    assert all(fully_served(server, model) for model in MODELS)
