@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import psutil
 import yaml
@@ -213,20 +214,23 @@ def memory(server: TorchServe) -> dict[str, Any]:
     }
 
 
+def _side_by_side(work: Callable[[Any], Any], items: Sequence[Any]) -> None:
+    """``work`` on every item at once (registering or scaling waits for workers to start)."""
+    with ThreadPoolExecutor(len(items)) as pool:
+        list(pool.map(work, items))
+
+
 def sweep(bench: BenchServer, profile: SweepProfile, bodies: list[bytes]) -> list[dict[str, Any]]:
     """For each batch size, the recognizer ``profile.model`` and the baseline are packaged with
     that batching and registered side by side, then measured at each worker count."""
     cells = []
-    client = bench.server.client(timeout=120)
     for batch_size in profile.batch_sizes:
         config = with_batching(bench.config, min(profile.workers), batch_size, profile.max_batch_delay_ms)
         ours, base = f"{profile.model}-b{batch_size}", f"{BASELINE}-b{batch_size}"
-        bench.register_variant(profile.model, ours, config)
-        bench.register_variant(BASELINE, base, config)
+        _side_by_side(lambda pair: bench.register_variant(*pair, config), [(profile.model, ours), (BASELINE, base)])
         try:
             for workers in profile.workers:
-                for name in (ours, base):
-                    client.scale(name, workers)
+                _side_by_side(lambda name: bench.server.client(timeout=120).scale(name, workers), [ours, base])
                 series = measure_series(
                     {ours: (bench.target(ours), bodies), base: (bench.target(base), bodies)},
                     base,
@@ -242,6 +246,5 @@ def sweep(bench: BenchServer, profile: SweepProfile, bodies: list[bytes]) -> lis
                     },
                 })
         finally:
-            for name in (ours, base):
-                client.unregister(name)
+            _side_by_side(lambda name: bench.server.client(timeout=120).unregister(name), [ours, base])
     return cells

@@ -14,6 +14,11 @@ The pipeline, all pure functions on numpy arrays and PIL images:
 3. ``normalize_glyph``: ink map -> 28x28 float32: crop to the ink, keep the aspect ratio, bring
    strokes to one width, resize into a fixed box, smooth, centre.
 
+:func:`canvas_to_glyph` (the handler's call) computes exactly ``normalize_glyph(ink_map(...))``
+of the decoded image, but keeps an 8-bit image as its levels and a 256-entry ink table until the
+ink is cropped, so a large canvas is never turned into floats whole
+(``tests/test_bench_glyph.py`` checks that the results are identical, bit for bit).
+
 Everything the user can get wrong raises :class:`InputError` (a ``ValueError``) with a message
 that says what to fix; the handler turns it into an HTTP 4xx.
 """
@@ -121,47 +126,64 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
     return image
 
 
+LEVELS = np.arange(256, dtype=np.float32) / 255.0  # each 8-bit value as a level in [0, 1]
+
+
+def _border(values: np.ndarray) -> np.ndarray:
+    """The pixels along the four edges of a 2-D array."""
+    return np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
+
+
 def _has_transparent_background(alpha: np.ndarray) -> bool:
-    """True when the image's border is mostly transparent: the ink is then in the alpha channel
-    (Gradio's Sketchpad and most canvas exports draw black ink on a transparent background)."""
-    border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
-    return float(np.median(border)) < 0.5
+    """True when the image's border is mostly transparent (``alpha`` 8-bit): the ink is then in
+    the alpha channel (Gradio's Sketchpad and most canvas exports draw black ink on a transparent
+    background)."""
+    return float(np.median(LEVELS[_border(alpha)])) < 0.5
 
 
 def _luminance(image: Image.Image) -> np.ndarray:
-    """Grey levels in [0, 1] for any PIL mode, 16-bit and float images included."""
+    """Grey levels in [0, 1] of a 16-bit or float image."""
     if image.mode.startswith("I;16"):
         return np.asarray(image, dtype=np.float32) / 65535.0
-    if image.mode in ("I", "F"):
-        grey = np.asarray(image, dtype=np.float32)
-        low, high = float(grey.min()), float(grey.max())
-        return (grey - low) / (high - low) if high > low else np.zeros_like(grey)
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    grey = np.asarray(image, dtype=np.float32)
+    low, high = float(grey.min()), float(grey.max())
+    return (grey - low) / (high - low) if high > low else np.zeros_like(grey)
+
+
+def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ink map of an image with 8-bit levels, as ``(values, table)``: one 8-bit channel and
+    the ink of each of its 256 values, so that the ink map is ``table[values]``. ``None`` for
+    16-bit and float images, whose ink is computed from their own levels.
+
+    The ink is the alpha channel on a transparent background; otherwise the grey level's distance
+    from the border's median grey. Either way ``table`` is monotone, or falls then rises: the
+    strongest ink of an image is the ink of its lowest or its highest value.
+    """
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        if _has_transparent_background(alpha):
+            return alpha, LEVELS
+        # Opaque background: judge the colours, as if shown on white.
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        return None
+    grey = np.asarray(image if image.mode == "L" else image.convert("L"))
+    return grey, np.abs(LEVELS - np.median(LEVELS[_border(grey)]))
 
 
 def ink_map(image: Image.Image) -> np.ndarray:
     """Where the ink is, as float32 in [0, 1] (1 = strongest ink), for any canvas style.
 
     The background is whatever fills the image's border: transparent, light or dark. Ink is the
-    difference from it, so black-on-white, white-on-black and coloured ink all work. Raises
-    :class:`BlankImageError` when nothing stands out from the background.
+    difference from it, so black-on-white, white-on-black and coloured ink all work.
     """
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-        if _has_transparent_background(alpha):
-            ink = alpha
-        else:  # opaque background: judge the colours, as if shown on white
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            ink = None
-            image = Image.alpha_composite(white, rgba)
-    else:
-        ink = None
-    if ink is None:
+    levels = _ink_levels(image)
+    if levels is None:
         grey = _luminance(image)
-        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-        ink = np.abs(grey - np.median(border))
-    return ink.astype(np.float32, copy=False)
+        return np.abs(grey - np.median(_border(grey))).astype(np.float32, copy=False)
+    values, table = levels
+    return np.take(table, values)
 
 
 def _clean_ink(ink: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray:
@@ -173,21 +195,26 @@ def _clean_ink(ink: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndar
 def _stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary glyph, in pixels: a stroke of length L and width w covers
     about L*w pixels and has about 2L boundary pixels, so w ~ 2 * area / boundary."""
-    area = int(mask.sum())
-    padded = np.pad(mask, 1)
+    area = int(np.count_nonzero(mask))
+    # Interior: ink with ink on its four sides (a pixel on the image's edge never is).
     interior = (
-        padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:] & mask
+        mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
     )
-    boundary = area - int(interior.sum())
+    boundary = area - int(np.count_nonzero(interior))
     return 2.0 * area / max(boundary, 1)
 
 
 def _morph3(image: np.ndarray, grow: bool) -> np.ndarray:
-    """One 3x3 dilation (``grow``) or erosion, separable, on a 2-D array."""
+    """One 3x3 dilation (``grow``) or erosion, separable, on a 2-D array; a window that crosses
+    the edge sees only the pixels inside (as with the edge replicated), in place on copies."""
     pick = np.maximum if grow else np.minimum
-    pad = np.pad(image, 1, mode="edge")
-    rows = pick(pick(pad[:-2], pad[1:-1]), pad[2:])
-    return pick(pick(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])
+    rows = image.copy()
+    pick(rows[1:], image[:-1], out=rows[1:])
+    pick(rows[:-1], image[1:], out=rows[:-1])
+    both = rows.copy()
+    pick(both[:, 1:], rows[:, :-1], out=both[:, 1:])
+    pick(both[:, :-1], rows[:, 1:], out=both[:, :-1])
+    return both
 
 
 def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
@@ -206,6 +233,22 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     return work
 
 
+def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
+    """The rows and columns holding the ink of ``mask`` (what survives the noise floor)."""
+    if np.count_nonzero(mask) < max(1, settings.min_ink_fraction * mask.size):
+        raise BlankImageError("the drawing is blank: draw a character with a visible stroke")
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # ink only in those rows
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _check_contrast(peak: float, settings: GlyphSettings) -> None:
+    if peak < settings.min_contrast:
+        raise BlankImageError(
+            "the drawing is blank (or uniformly filled): draw a character with a visible stroke"
+        )
+
+
 def normalize_glyph(ink: np.ndarray, settings: GlyphSettings = GlyphSettings()) -> np.ndarray:
     """Normalize an ink map (float in [0, 1], 1 = ink, upright) into a ``size`` x ``size``
     float32 glyph in [0, 1]: crop to the ink, keep the aspect ratio, even the strokes, scale the
@@ -215,17 +258,28 @@ def normalize_glyph(ink: np.ndarray, settings: GlyphSettings = GlyphSettings()) 
     """
     ink = np.asarray(ink, dtype=np.float32)
     peak = float(ink.max()) if ink.size else 0.0
-    if peak < settings.min_contrast:
-        raise BlankImageError(
-            "the drawing is blank (or uniformly filled): draw a character with a visible stroke"
-        )
-    mask = ink > settings.noise_floor * peak  # what survives the noise floor
-    if mask.sum() < max(1, settings.min_ink_fraction * ink.size):
-        raise BlankImageError("the drawing is blank: draw a character with a visible stroke")
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
+    _check_contrast(peak, settings)
+    box = _ink_box(ink > settings.noise_floor * peak, settings)
+    return _glyph(ink[box], peak, settings)
+
+
+def _normalize_levels(values: np.ndarray, table: np.ndarray, settings: GlyphSettings) -> np.ndarray:
+    """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`), with
+    the same result: only the cropped ink is ever made into floats."""
+    peak = float(max(table[values.min()], table[values.max()]))
+    _check_contrast(peak, settings)
+    # The values that are ink: since the table is monotone or falls then rises, the faint ones
+    # are one run [low, high] and two comparisons find the ink without a lookup per pixel.
+    faint = np.flatnonzero(~(table > settings.noise_floor * peak))
+    low, high = int(faint[0]), int(faint[-1])
+    box = _ink_box((values < low) | (values > high), settings)
+    return _glyph(np.take(table, values[box]), peak, settings)
+
+
+def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray:
+    """The glyph from the ink cropped to its bounding box (``peak``: the strongest ink)."""
     # Only the crop is cleaned: on a large canvas most pixels are background.
-    crop = _clean_ink(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], peak, settings)
+    crop = _clean_ink(crop, peak, settings)
 
     # Square frame around the crop, so scaling keeps the aspect ratio.
     height, width = crop.shape
@@ -261,5 +315,13 @@ def canvas_to_glyph(
     settings: GlyphSettings = GlyphSettings(),
     limits: ImageLimits = ImageLimits(),
 ) -> np.ndarray:
-    """Encoded canvas bytes -> normalized glyph: what the handler does to each request."""
-    return normalize_glyph(ink_map(decode_image(data, limits)), settings)
+    """Encoded canvas bytes -> normalized glyph: what the handler does to each request.
+
+    The same as ``normalize_glyph(ink_map(decode_image(data, limits)), settings)``, bit for bit;
+    an 8-bit image stays 8-bit until it is cropped to its ink (a third of the work on a canvas).
+    """
+    image = decode_image(data, limits)
+    levels = _ink_levels(image)
+    if levels is None:
+        return normalize_glyph(ink_map(image), settings)
+    return _normalize_levels(*levels, settings)
