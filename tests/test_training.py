@@ -100,6 +100,13 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     assert metrics["canvas"]["images"] == 12
     assert len(metrics["training"]["history"]["val_accuracy"]) == 1
 
+    # An interrupted run is exported from its checkpoint: the very same model, without training.
+    (folder / "model.pt").unlink()
+    train.main(["--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out),
+                "--cache-dir", str(cache), "--from-checkpoint", "--canvas-limit", "3"])
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(folder / "model.pt"))(batch), scripted(batch))
+
 
 def test_augment_keeps_the_batch_shape_and_range():
     images = torch.rand(16, 1, 28, 28)
