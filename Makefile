@@ -33,11 +33,11 @@ TRAIN_FLAGS = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(THREADS),--threads $(THREADS))
 
 .PHONY: train evaluate
-train: install ## train, export and evaluate MODEL (default: all three) into models/; EPOCHS, SEED, ... override config/recognizers.yaml
-	@for m in $(MODEL); do $(PY) -m training.train --model $$m --data-dir $(DATA_DIR) --out models $(TRAIN_FLAGS) || exit 1; done
+train: install ## train, export and evaluate MODEL (default: all three) into MODELS_DIR; EPOCHS, SEED, ... override config/recognizers.yaml
+	@for m in $(MODEL); do $(PY) -m training.train --model $$m --data-dir $(DATA_DIR) --out $(MODELS_DIR) $(TRAIN_FLAGS) || exit 1; done
 
-evaluate: install ## re-evaluate the exported MODEL(s) in models/ without training (metrics.json, plots)
-	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models models || exit 1; done
+evaluate: install ## re-evaluate the exported MODEL(s) in MODELS_DIR without training (metrics.json, plots)
+	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models $(MODELS_DIR) || exit 1; done
 
 # Serving. MODELS_DIR: exported models to package; MODEL_STORE: the .mar archives; RUN_DIR: all
 # of TorchServe's runtime files. INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, GRPC_INFERENCE_PORT,
