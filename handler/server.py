@@ -235,6 +235,7 @@ class TorchServe:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # the JVM outlives this process and ignores its Ctrl-C
+                umask=0o077,  # owner-only files: the key file is never readable by others, even briefly
                 check=True,
             )
         try:
