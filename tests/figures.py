@@ -4,6 +4,7 @@ Each scenario writes its numbers (requests sent, failed, recovery time, ...) wit
 into ``tests/artifacts/reliability.json`` (git-ignored), one key per scenario, so the document
 quotes a real run: ``make test`` or ``pytest tests/test_reliability.py tests/test_fuzz.py
 tests/test_security.py`` rewrites the scenarios it runs and keeps the others.
+``python -m tests.figures`` prints them, one line per scenario, for the document.
 """
 
 from __future__ import annotations
@@ -32,3 +33,13 @@ def record(scenario: str, figures: dict[str, Any]) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
     }
     FIGURES.write_text(json.dumps(everything, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    everything = json.loads(FIGURES.read_text())
+    for scenario, figures in sorted(everything.items()):
+        print(f"{scenario}: " + json.dumps(figures, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ import pytest
 import requests
 import yaml
 from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_to_glyph, decode_image
@@ -126,7 +127,7 @@ def test_a_sample_of_hostile_requests_never_gets_a_5xx_nor_restarts_a_worker(tor
 
     @settings(max_examples=HTTP_SAMPLE, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(request=hostile.http_requests(), model=hostile.st.sampled_from(MODELS))
+    @given(request=hostile.http_requests(), model=st.sampled_from(MODELS))
     def send(request: hostile.HttpRequest, model: str) -> None:
         response = post(torchserve, model, **request.requests_kwargs())
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
