@@ -246,5 +246,5 @@ def sweep(bench: BenchServer, profile: SweepProfile, bodies: list[bytes]) -> lis
                     },
                 })
         finally:
-            _side_by_side(lambda name: bench.server.client(timeout=120).unregister(name), [ours, base])
+            _side_by_side(lambda name: bench.server.client(timeout=120).unregister(name, quiet=0), [ours, base])
     return cells
