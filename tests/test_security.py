@@ -5,7 +5,8 @@ a wrong one (GET /ping, POST /predictions, GET and DELETE /models), a rotated ke
 old one on GET /ping and GET /models, and registration from http(s) URLs, file:// URLs and paths
 outside the model store. This file adds the rest: keys of the wrong kind, rotated-out keys on
 every call that changes something, secrets kept out of the metrics port and the logs, a
-registration URL that the server never fetches, the listening sockets, and the key file.
+registration URL that the server never fetches, the same tokens on the gRPC ports, the
+listening sockets, and the key file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import psutil
 import pytest
 import requests
@@ -104,6 +106,33 @@ def test_no_key_shows_on_the_metrics_port_in_the_api_descriptions_or_in_the_logs
     assert "ts_inference_requests_total" in exposed["metrics"]
     leaks = {where: [k for k in keys if k in text] for where, text in exposed.items()}
     assert all(found == [] for found in leaks.values()), leaks
+
+
+GRPC_CALLS = {  # a call that needs no request fields on each gRPC service (no stubs needed)
+    "grpc_inference": "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Ping",
+    "grpc_management": "/org.pytorch.serve.grpc.management.ManagementAPIsService/ListModels",
+}
+
+
+def grpc_status(server: TorchServe, api: str, key: str | None) -> grpc.StatusCode:
+    """The status of an empty request to ``api``'s gRPC port, with ``key`` as bearer token."""
+    identity = lambda data: data  # noqa: E731 - raw protobuf bytes: an empty message is b""
+    with grpc.insecure_channel(f"127.0.0.1:{server.ports[api]}") as channel:
+        call = channel.unary_unary(GRPC_CALLS[api], request_serializer=identity, response_deserializer=identity)
+        try:
+            call(b"", metadata=[("authorization", f"Bearer {key}")] if key else None, timeout=30)
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_the_grpc_ports_require_the_same_keys(torchserve):
+    keys = torchserve.client().keys
+    for api, right, other in [("grpc_inference", keys.inference, keys.management),
+                              ("grpc_management", keys.management, keys.inference)]:
+        assert grpc_status(torchserve, api, right) == grpc.StatusCode.OK
+        for wrong in (None, "wrong-key", other, keys.api):
+            assert grpc_status(torchserve, api, wrong) == grpc.StatusCode.PERMISSION_DENIED, (api, wrong)
 
 
 class RecordingHandler(http.server.BaseHTTPRequestHandler):
