@@ -210,7 +210,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with phase("accuracy over HTTP"):
                 results["accuracy"] = {
                     name: accuracy.evaluate_model(
-                        bench.target(name), models_dir / name, heldout[name], profile.accuracy.images,
+                        bench.target(name), handler_cost.worker_handler(models_dir / name, name, config),
+                        models_dir / name, heldout[name], profile.accuracy.images,
                         profile.accuracy.canvases, profile.accuracy.concurrency,
                     ) if heldout[name] is not None else f"skipped: no test data for {name} under DATA_DIR ({data_dir})"
                     for name in MODELS

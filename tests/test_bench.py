@@ -93,7 +93,7 @@ def test_handler_figures(quick):
         assert positive(handler["models"][name]["whole_request"]["ms_per_image"])
 
 
-def test_accuracy_over_http_agrees_with_the_evaluation_or_says_why_it_was_skipped(quick):
+def test_accuracy_over_http_agrees_with_the_handler_in_process_or_says_why_it_was_skipped(quick):
     for name in MODELS:
         figures = quick["accuracy"][name]
         if isinstance(figures, str):
@@ -101,7 +101,7 @@ def test_accuracy_over_http_agrees_with_the_evaluation_or_says_why_it_was_skippe
             continue
         for part in ("images", "canvases"):
             assert figures[part]["count"] > 0
-            assert figures[part]["different_labels"] == 0, (name, part, figures[part])
+            assert figures[part]["different_from_handler"] == 0, (name, part, figures[part])
 
 
 def test_the_report_renders_and_replaces_only_its_section(quick, tmp_path):
