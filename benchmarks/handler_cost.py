@@ -5,8 +5,9 @@ model's folder, its ``handler:`` settings from ``config/serving.yaml`` and Torch
 cache), so every figure is the handler's own code path:
 
 - preprocessing: ``RecognizerHandler.preprocess`` of one request (payload parsing, PNG decoding,
-  :func:`handler.glyph.canvas_to_glyph`, the model's input tensor), and its stages alone
-  (``decode_image``, ``ink_map``, ``normalize_glyph``) to show where the time goes;
+  :func:`handler.glyph.canvas_to_glyph`, the model's input tensor), by image mode, and two of its
+  stages alone (``decode_image``; ``canvas_to_glyph``, decoding included) to show where the time
+  goes;
 - the forward pass (``RecognizerHandler.inference``: the model and its softmax) for batches of
   1, 8 and 32;
 - one whole request through ``RecognizerHandler.handle`` (preprocess, forward, JSON answer).
@@ -27,7 +28,7 @@ from ts.context import Context, RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.archive import model_config
-from handler.glyph import decode_image, ink_map, normalize_glyph
+from handler.glyph import canvas_to_glyph, decode_image
 from handler.recognizer import RecognizerHandler
 
 TS_METRICS = Path(ts.__file__).parent / "configs" / "metrics.yaml"
@@ -79,19 +80,28 @@ def _per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int)
 
 
 def preprocessing(handler: RecognizerHandler, canvases: list[bytes], repeats: int) -> dict[str, Any]:
-    """Per canvas: the handler's whole preprocess of a one-request batch, and each stage."""
+    """Per canvas: the handler's whole preprocess of a one-request batch, also by image mode
+    (transparent canvases are RGBA: four times the pixels to inflate), and each stage."""
     settings, limits = handler.glyph_settings, handler.limits
     images = [decode_image(png, limits) for png in canvases]
-    inks = [ink_map(image) for image in images]
+    by_mode: dict[str, list[bytes]] = {}
+    for png, image in zip(canvases, images):
+        by_mode.setdefault(image.mode, []).append(png)
+
+    def preprocess(png: bytes) -> None:
+        handler.preprocess([{"body": png}])
+
     return {
         "canvases": len(canvases),
         "canvas_side": images[0].size[0],
         "mean_png_bytes": round(sum(map(len, canvases)) / len(canvases)),
-        "preprocess": _per_item_ms(lambda png: handler.preprocess([{"body": png}]), canvases, repeats),
+        "preprocess": _per_item_ms(preprocess, canvases, repeats),
+        "preprocess_by_mode": {
+            mode: {"canvases": len(pngs), **_per_item_ms(preprocess, pngs, repeats)} for mode, pngs in sorted(by_mode.items())
+        },
         "stages": {
-            "decode_image": _per_item_ms(lambda png: decode_image(png, limits).size, canvases, repeats),
-            "ink_map": _per_item_ms(ink_map, images, repeats),
-            "normalize_glyph": _per_item_ms(lambda ink: normalize_glyph(ink, settings), inks, repeats),
+            "decode_image": _per_item_ms(lambda png: decode_image(png, limits), canvases, repeats),
+            "canvas_to_glyph": _per_item_ms(lambda png: canvas_to_glyph(png, settings, limits), canvases, repeats),
         },
     }
 

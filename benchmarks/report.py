@@ -75,7 +75,9 @@ def handler(results: dict[str, Any]) -> list[str]:
     canvases = cost["all_canvases"]
     rows = [["preprocess (whole, one request)", _spread(canvases["preprocess"], "ms_per_image", 3),
              canvases["preprocess"]["images_per_s"]]]
-    rows += [[f"- {stage}", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
+    rows += [[f"- {mode} canvases ({figures['canvases']})", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
+             for mode, figures in canvases["preprocess_by_mode"].items()]
+    rows += [[f"- stage: {stage}", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
              for stage, figures in canvases["stages"].items()]
     for name, model in cost["models"].items():
         for size, figures in model["forward"].items():

@@ -87,7 +87,8 @@ def test_the_sweep_covers_its_grid_and_batches_when_asked(quick):
 def test_handler_figures(quick):
     handler = quick["handler"]
     assert handler["torch_threads"] == 1
-    assert set(handler["all_canvases"]["stages"]) == {"decode_image", "ink_map", "normalize_glyph"}
+    assert set(handler["all_canvases"]["stages"]) == {"decode_image", "canvas_to_glyph"}
+    assert set(handler["all_canvases"]["preprocess_by_mode"]) <= {"L", "RGBA"}
     for name in MODELS:
         assert set(handler["models"][name]["forward"]) == {"1", "8", "32"}
         assert positive(handler["models"][name]["whole_request"]["ms_per_image"])
