@@ -101,6 +101,7 @@ class LoadResult:
     seconds: float  # from the first request to the last answer
     latencies_ms: np.ndarray  # of the 200 answers
     mean_batch_size: float | None  # mean X-Batch-Size of the 200 answers (None: no such header)
+    client_cpu_seconds: float  # CPU the generator itself used: it shares the cores with the server
 
     @property
     def rps(self) -> float:
@@ -116,6 +117,7 @@ class LoadResult:
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
             "rps": round(self.rps, 1),
+            "client_cpu_share": round(self.client_cpu_seconds / self.seconds, 3) if self.seconds > 0 else 0.0,
         }
         figures.update({f"p{q}_ms": round(self.percentile(q), 3) for q in PERCENTILES})
         return figures
@@ -129,6 +131,7 @@ async def _load(
     batch_sizes: list[int] = []
     counts = {"sent": 0, "answered": 0, "errors": 0}
     start = time.perf_counter()
+    cpu_start = time.process_time()
     deadline = start + seconds
     last = start
 
@@ -166,6 +169,7 @@ async def _load(
         seconds=last - start,
         latencies_ms=np.asarray(latencies) * 1000.0,
         mean_batch_size=float(np.mean(batch_sizes)) if batch_sizes else None,
+        client_cpu_seconds=time.process_time() - cpu_start,
     )
 
 

@@ -45,10 +45,11 @@ def serving(results: dict[str, Any]) -> list[str]:
                 f"{figures['p90_ms']:.2f}", f"{figures['p99_ms']:.2f}", figures["errors"],
                 f"{ratios['rps']:.2f}" if ratios else "1", f"{ratios['p50_ms']:.2f}" if ratios else "1",
                 f"{ratios['p99_ms']:.2f}" if ratios else "1",
+                f"{100 * figures['client_cpu_share']:.0f}%",
             ])
     return _table(
         ["concurrency", "model", "req/s (min-max)", "p50 ms (min-max)", "p90 ms", "p99 ms", "errors",
-         "req/s ratio", "p50 ratio", "p99 ratio"],
+         "req/s ratio", "p50 ratio", "p99 ratio", "load generator CPU"],
         rows,
     )
 

@@ -43,7 +43,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
 BASELINE = "noop"
 NOOP_HANDLER = Path(__file__).resolve().parent / "noop_handler.py"
-FIGURES = ("rps", *(f"p{q}_ms" for q in PERCENTILES))
+FIGURES = ("rps", *(f"p{q}_ms" for q in PERCENTILES), "client_cpu_share")
+RATIOS = ("rps", *(f"p{q}_ms" for q in PERCENTILES))  # figures also given as a ratio to the baseline
 
 
 def free_ports(count: int) -> list[int]:
@@ -151,7 +152,7 @@ def summarize(runs: list[LoadResult], baseline: list[LoadResult] | None) -> dict
         )
     if baseline is not None:
         ratios = {}
-        for figure in FIGURES:
+        for figure in RATIOS:
             paired = [ours.summary()[figure] / base.summary()[figure] for ours, base in zip(runs, baseline)]
             ratios[figure], ratios[f"{figure}_spread"] = _median_spread(paired)
         summary["ratio_to_baseline"] = ratios
