@@ -230,12 +230,12 @@ def test_make_stop_then_make_serve_brings_back_the_configured_models_and_default
     assert not (server.logs / "config").exists()  # --ncs: no configuration snapshot written
 
 
-def test_make_serve_starts_after_a_crash_left_a_stale_pid_file_and_sockets(
+def test_make_serve_starts_after_a_jvm_crash_left_a_stale_pid_file(
     own_torchserve, configured_state, shipped_models
 ):
     server = own_torchserve
     jvm, *workers = server.processes()
-    jvm.kill()  # the JVM dies without cleaning up: pid file and worker sockets stay behind
+    jvm.kill()  # the JVM dies without cleaning up: its pid file stays behind
     jvm.wait(10)
     # Its workers notice that the JVM is gone and exit on their own.
     _, orphans = psutil.wait_procs(workers, timeout=30)
