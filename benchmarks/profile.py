@@ -97,6 +97,33 @@ class Profile:
         )
 
 
+@dataclass(frozen=True)
+class Goal:
+    """A bound on a headline figure, written ``">= 0.9"`` or ``"<= 1.2"``."""
+
+    comparison: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Goal":
+        comparison, bound = text.split()
+        if comparison not in (">=", "<="):
+            raise ValueError(f"a goal is '>= number' or '<= number', not {text!r}")
+        return cls(comparison, float(bound))
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.comparison == ">=" else value <= self.bound
+
+    def __str__(self) -> str:
+        return f"{self.comparison} {self.bound:g}"
+
+
+def load_goals(path: Path = CONFIG) -> tuple[dict[str, Goal], float]:
+    """The goals per headline figure, and the platform notes' req/s for comparison."""
+    config = yaml.safe_load(path.read_text())
+    return {key: Goal.parse(text) for key, text in config["goals"].items()}, float(config["platform_notes_rps_c8"])
+
+
 def _build(kind: type, values: dict[str, Any]) -> Any:
     """``kind(**values)`` with lists turned into tuples; unknown or missing keys are errors."""
     names = {f.name for f in fields(kind)}

@@ -35,22 +35,13 @@ import yaml
 
 from benchmarks import accuracy, handler_cost
 from benchmarks.heldout import HeldOut, canvas_pngs, load_heldout, typeset_heldout
-from benchmarks.profile import Profile
+from benchmarks.profile import Goal, Profile, load_goals
 from benchmarks.report import update_readme
 from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
 from handler.server import MODELS
 
 PROJECT = Path(__file__).resolve().parent.parent
-PLATFORM_NOTES_RPS = 510  # ../shared/docs/platform-notes.md: trivial CNN, 2 workers x 1 thread, c=8
 SERVING_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")  # reported with the load
-GOALS = {  # headline key: (comparison, bound), from the benchmark issue
-    "throughput_ratio_c8": (">=", 0.9),
-    "p50_ratio_c1": ("<=", 1.2),
-    "p99_over_p50": ("<=", 3.0),
-    "preprocess_ms_per_image": ("<=", 1.0),
-    "forward_ms_batch1": ("<=", 1.0),
-    "cold_start_s": ("<=", 15.0),
-}
 
 
 def machine() -> dict[str, Any]:
@@ -113,7 +104,9 @@ def sendable_canvases(source: HeldOut, count: int) -> list[bytes]:
     return [png for png in canvas_pngs(source.images, count) if png is not None]
 
 
-def headline(handler: dict[str, Any], serving: dict[str, Any], cold_starts: list[float]) -> dict[str, Any]:
+def headline(
+    handler: dict[str, Any], serving: dict[str, Any], cold_starts: list[float], reference_rps: float
+) -> dict[str, Any]:
     """The top-level figures: for ratios, the worst of the three recognizers."""
     load = serving["load"]
     ours = [name for name in load["c8"] if name != BASELINE]
@@ -127,18 +120,14 @@ def headline(handler: dict[str, Any], serving: dict[str, Any], cold_starts: list
         "forward_ms_batch1": max(model["forward"]["1"]["ms_per_batch"] for model in handler["models"].values()),
         "cold_start_s": round(statistics.median(cold_starts), 2),
         "rps_c8": {name: load["c8"][name]["rps"] for name in load["c8"]},
-        "rps_c8_vs_platform_notes": round(min(load["c8"][name]["rps"] for name in ours) / PLATFORM_NOTES_RPS, 3),
+        "rps_c8_vs_platform_notes": round(min(load["c8"][name]["rps"] for name in ours) / reference_rps, 3),
     }
 
 
-def goals(figures: dict[str, Any]) -> dict[str, Any]:
+def goals(figures: dict[str, Any], bounds: dict[str, Goal]) -> dict[str, Any]:
     return {
-        key: {
-            "goal": f"{comparison} {bound}",
-            "measured": figures[key],
-            "met": figures[key] >= bound if comparison == ">=" else figures[key] <= bound,
-        }
-        for key, (comparison, bound) in GOALS.items()
+        key: {"goal": str(goal), "measured": figures[key], "met": goal.met(figures[key])}
+        for key, goal in bounds.items()
     }
 
 
@@ -218,11 +207,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 }
         finally:
             bench.stop()
-    figures = headline(handler, serving, cold_starts)
+    bounds, reference_rps = load_goals()
+    figures = headline(handler, serving, cold_starts, reference_rps)
     return {
         **figures,
         "rss_mb": serving["rss_mb_after_load"],
-        "goals": goals(figures),
+        "goals": goals(figures, bounds),
         **results,
         "handler": handler,
         "serving": serving,
