@@ -57,7 +57,7 @@ def test_a_drawing_gets_the_right_label(app, tmp_path, char):
     assert status == f"digits 1.0 reads **{char}** ({confidence})"
 
 
-def test_an_uploaded_image_gets_the_answer_of_the_drawing(app, tmp_path):
+def test_an_uploaded_jpeg_gets_the_right_label(app, tmp_path):
     path = tmp_path / "seven.jpg"
     path.write_bytes(encode(drawing("7").convert("RGB"), "JPEG", quality=90))
     ranking, *_, status = app.predict(handle_file(str(path)), "digits/1.0", 5, api_name="/recognize_upload")
