@@ -127,14 +127,19 @@ def test_make_serve_then_stop_leaves_no_process_and_no_stray_file(shipped_models
     server = TorchServe(run_dir=project / ".run", model_store=project / "model_store")
     processes = server.processes()
     try:
-        assert len(processes) == 1 + 2 * len(MODELS)  # the JVM and two workers per model
+        workers = sum(model_config(serving_config(), model)["minWorkers"] for model in MODELS)
+        assert len(processes) == 1 + workers  # the JVM and its workers
         key = server.client().keys.inference
         assert f"Authorization: Bearer {key}" in served
         assert f"http://127.0.0.1:{ports['inference']}/predictions/digits" in served
         assert str(project / ".run" / "key_file.json") in served
         assert (project / ".run" / "key_file.json").stat().st_mode & 0o777 == 0o600
         status = make("status", cwd=project).stdout
-        assert all(re.search(rf"^{model}\s+1\.0\s+yes\s+1\s+2: \d+ READY, \d+ READY$", status, re.M) for model in MODELS)
+        for model in MODELS:
+            config = model_config(serving_config(), model)
+            workers = ", ".join([r"\d+ READY"] * config["minWorkers"])
+            row = rf"^{model}\s+1\.0\s+yes\s+{config['batchSize']}\s+{config['minWorkers']}: {workers}$"
+            assert re.search(row, status, re.M), status
         for process in processes:
             assert paths_in_tmp(process, allowed=project) == []
         assert not Path(f"/tmp/hsperfdata_{psutil.Process().username()}/{processes[0].pid}").exists()
