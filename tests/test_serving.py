@@ -79,9 +79,10 @@ def test_the_same_drawing_gets_the_same_answer_whatever_the_body(torchserve):
     assert all(answer == answers[0] for answer in answers)
 
 
-@pytest.mark.parametrize("char", ["0", "1", "7"])
-def test_a_drawn_digit_is_recognized(torchserve, char):
-    body = torchserve.client().predict("digits", drawing_png(char), return_input=True)
+@pytest.mark.parametrize("model, char", [("digits", "0"), ("digits", "1"), ("digits", "7"),
+                                         ("letters", "L"), ("letters", "T"), ("letters", "O")])
+def test_a_drawn_character_is_recognized(torchserve, model, char):
+    body = torchserve.client().predict(model, drawing_png(char), return_input=True)
     assert body["label"] == char, body["top_k"]
     assert body["confidence"] > 0.5
     assert base64.b64decode(body["input"]).startswith(b"\x89PNG")
