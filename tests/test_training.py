@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image, ImageDraw
 
 from handler.glyph import GlyphSettings, canvas_to_glyph, normalize_glyph
@@ -65,11 +66,14 @@ def tiny_mnist(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_model(tiny_mnist, tmp_path):
-    out, cache = tmp_path / "models", tmp_path / "cache"
+    out, cache, config = tmp_path / "models", tmp_path / "cache", tmp_path / "recognizers.yaml"
+    # Half of each batch drawn on canvases first, so the smoke run takes every data path.
+    config.write_text(yaml.safe_dump({"defaults": train.load_config("digits"), "digits": {"canvas_copies": 0.5}}))
     train.main([
         "--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out), "--cache-dir", str(cache),
-        "--epochs", "1", "--batch-size", "32", "--canvas-limit", "12",
+        "--config", str(config), "--epochs", "1", "--batch-size", "32", "--canvas-limit", "12",
     ])
+    assert len(list((cache / "normalized").glob("digits-*-canvas1.npz"))) == 1
 
     folder = out / "digits"
     assert EXPORTED_FILES <= {p.name for p in folder.iterdir()}
@@ -102,8 +106,8 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
 
     # An interrupted run is exported from its checkpoint: the very same model, without training.
     (folder / "model.pt").unlink()
-    train.main(["--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out),
-                "--cache-dir", str(cache), "--from-checkpoint", "--canvas-limit", "3"])
+    train.main(["--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out), "--cache-dir", str(cache),
+                "--config", str(config), "--from-checkpoint", "--canvas-limit", "3"])
     with torch.no_grad():
         assert torch.equal(torch.jit.load(str(folder / "model.pt"))(batch), scripted(batch))
 

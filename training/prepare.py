@@ -18,6 +18,7 @@ import numpy as np
 
 from handler.glyph import GlyphSettings
 from training.datasets import RecognizerData, Split, load_recognizer_data, normalize_images
+from training.evaluate import canvas_glyphs
 
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
@@ -25,13 +26,15 @@ DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 @dataclass
 class PreparedData:
     """Normalized splits (uint8 glyphs, divide by 255) plus the raw test images, which the canvas
-    robustness check draws onto canvases the way people draw."""
+    robustness check draws onto canvases the way people draw. ``train_canvas``, when asked for,
+    holds each training image drawn on a canvas and decoded as the handler does (same order)."""
 
     train: Split
     val: Split
     test: Split
     raw_test: np.ndarray
     source: str
+    train_canvas: np.ndarray | None = None
 
 
 def _limited(split: Split, limit: int | None) -> Split:
@@ -52,12 +55,15 @@ def prepare(
     settings: GlyphSettings,
     limit: int | None = None,
     cache_dir: str | os.PathLike = DEFAULT_CACHE,
+    canvas_seed: int | None = None,
 ) -> PreparedData:
     """Load a recognizer's splits from ``data_dir``, keep the first ``limit`` images of each
-    (for smoke tests), and normalize them, from the cache when possible."""
+    (for smoke tests), and normalize them, from the cache when possible. With ``canvas_seed``,
+    also draw every training image on a canvas (``training.evaluate.canvas_glyphs``, seeded)."""
     data = load_recognizer_data(recognizer, data_dir)
     data = RecognizerData(*(_limited(s, limit) for s in (data.train, data.val, data.test)), data.source)
-    path = Path(cache_dir) / "normalized" / f"{recognizer}-{_cache_key(recognizer, data, settings)}.npz"
+    key = _cache_key(recognizer, data, settings)
+    path = Path(cache_dir) / "normalized" / f"{recognizer}-{key}.npz"
     if path.exists():
         with np.load(path) as cached:
             glyphs = {name: cached[name] for name in ("train", "val", "test")}
@@ -66,14 +72,28 @@ def prepare(
             name: normalize_images(split.images, settings, desc=f"normalizing {recognizer} {name}")
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part.npz")  # a crash never leaves half a cache file
-        np.savez(partial, **glyphs)
-        partial.rename(path)
+        _save(path, glyphs)
+    train_canvas = None
+    if canvas_seed is not None:
+        canvas_path = path.with_name(f"{recognizer}-{key}-canvas{canvas_seed}.npz")
+        if canvas_path.exists():
+            with np.load(canvas_path) as cached:
+                train_canvas = cached["train"]
+        else:
+            train_canvas = canvas_glyphs(data.train.images, settings, seed=canvas_seed)
+            _save(canvas_path, {"train": train_canvas})
     return PreparedData(
         Split(glyphs["train"], data.train.labels),
         Split(glyphs["val"], data.val.labels),
         Split(glyphs["test"], data.test.labels),
         data.test.images,
         data.source,
+        train_canvas,
     )
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part.npz")  # a crash never leaves half a cache file
+    np.savez(partial, **arrays)
+    partial.rename(path)

@@ -99,6 +99,7 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
 def train_epoch(
     model: torch.nn.Module,
     glyphs: torch.Tensor,
+    canvas: torch.Tensor | None,
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -107,7 +108,12 @@ def train_epoch(
     generator: torch.Generator,
     desc: str,
 ) -> float:
-    """One pass over the shuffled training glyphs (uint8 [N, 28, 28]); returns the mean loss."""
+    """One pass over the shuffled training glyphs (uint8 [N, 28, 28]); returns the mean loss.
+
+    With ``canvas`` (the same images drawn on canvases and decoded as the handler does), a
+    ``canvas_copies`` fraction of each batch is taken from it: drawings are crisper, thinner or
+    bolder than scanned forms, and the model should have seen such glyphs before serving them.
+    """
     model.train()
     augmentation = AugmentSettings(**config["augment"])
     mean, std = stats
@@ -115,7 +121,11 @@ def train_epoch(
     total, seen = 0.0, 0
     bar = tqdm(batches, desc=desc, unit="batch", leave=False, mininterval=2.0)
     for index in bar:
-        x = glyphs[index].unsqueeze(1).float() / 255.0
+        x = glyphs[index]
+        if canvas is not None:
+            drawn = torch.rand(len(index), generator=generator) < config["canvas_copies"]
+            x = torch.where(drawn.view(-1, 1, 1), canvas[index], x)
+        x = x.unsqueeze(1).float() / 255.0
         x = (augment(x, augmentation, generator) - mean) / std
         loss = F.cross_entropy(model(x), labels[index], label_smoothing=config["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
@@ -145,6 +155,7 @@ def fit(
     """
     mean, std = stats
     train_x, train_y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
+    canvas = None if data.train_canvas is None else torch.from_numpy(data.train_canvas)
     steps = config["epochs"] * steps_per_epoch(len(train_y), config["batch_size"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
@@ -154,7 +165,7 @@ def fit(
     started = time.perf_counter()
     for epoch in range(1, config["epochs"] + 1):
         loss = train_epoch(
-            model, train_x, train_y, optimizer, scheduler, config, stats, generator,
+            model, train_x, canvas, train_y, optimizer, scheduler, config, stats, generator,
             desc=f"epoch {epoch}/{config['epochs']}",
         )
         predicted = evaluate.predict(model, data.val.images, mean, std)
@@ -190,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     generator = seed_everything(config["seed"])
 
     settings = GlyphSettings.from_dict(config["glyph"])
-    data = prepare(args.model, args.data_dir, settings, limit=args.limit, cache_dir=args.cache_dir)
+    canvas_seed = config["seed"] if config["canvas_copies"] > 0 and not args.from_checkpoint else None
+    data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed)
     # Standardize with the training set's statistics; exported so the handler does the same.
     mean = float(data.train.images.mean() / 255.0)
     std = float(data.train.images.std() / 255.0)
