@@ -17,6 +17,9 @@ What the fixture gives (a :class:`handler.server.TorchServe`):
   ``torchserve.processes()``: the JVM and all its workers (``psutil.Process``);
 - ``torchserve.run_dir`` and ``torchserve.logs``: runtime files and logs.
 
+``running_torchserve(run_dir, model_store, models, config)`` starts a private one the same way
+(for tests that break or reconfigure a server), stopped when its ``with`` block ends.
+
 Tests that change the server (register, scale, rotate keys) must leave it as they found it:
 the three models at version 1.0 with their configured workers. A test may rotate keys: other
 tests then still work through ``torchserve.client()``, which re-reads the key file.
@@ -26,14 +29,15 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 
 from handler.archive import build_archive
-from handler.server import MODELS, PORT_NAMES, TorchServe
+from handler.server import CONFIG, MODELS, PORT_NAMES, TorchServe
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("MODELS_DIR") or PROJECT / "models").resolve()
@@ -66,21 +70,29 @@ def shipped_models() -> Path:
     return MODELS_DIR
 
 
+@contextmanager
+def running_torchserve(
+    run_dir: Path, model_store: Path, models: Sequence[str] = MODELS, config: Path = CONFIG
+) -> Iterator[TorchServe]:
+    """A TorchServe on free ports serving ``models`` (``<name>.mar`` in ``model_store``), its
+    runtime files in ``run_dir``; stopped, workers and all, when the block ends."""
+    server = TorchServe(run_dir=run_dir, model_store=model_store, config=config,
+                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    try:
+        server.start(models)
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def torchserve(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -> Iterator[TorchServe]:
     """One real TorchServe for the session; see the module docstring."""
     root = tmp_path_factory.mktemp("torchserve")
-    store = root / "model_store"
     for name in MODELS:
-        build_archive(name, shipped_models, store, serving_config(), root / "build")
-    server = TorchServe(
-        run_dir=root / "run", model_store=store, ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES))))
-    )
-    try:
-        server.start(MODELS)
+        build_archive(name, shipped_models, root / "model_store", serving_config(), root / "build")
+    with running_torchserve(root / "run", root / "model_store") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

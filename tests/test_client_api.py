@@ -11,9 +11,8 @@ import pytest
 
 from client.api import Endpoints, Keys, TorchServeClient
 from handler.archive import build_archive
-from handler.server import PORT_NAMES, TorchServe
 from tests.canvases import drawing_png
-from tests.conftest import free_ports, serving_config
+from tests.conftest import running_torchserve, serving_config
 
 
 def write_run_dir(run_dir: Path, inference_port: int) -> Path:
@@ -73,14 +72,9 @@ def test_an_expired_key_is_renewed_by_the_client(shipped_models, tmp_path):
     text = (Path(__file__).parent.parent / "config" / "config.properties").read_text()
     config.write_text(text.replace("token_expiration_min=60", "token_expiration_min=1"))
     build_archive("digits", shipped_models, tmp_path / "store", serving_config(), tmp_path / "build")
-    server = TorchServe(run_dir=tmp_path / "run", model_store=tmp_path / "store", config=config,
-                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
-    try:
-        server.start(["digits"])
+    with running_torchserve(tmp_path / "run", tmp_path / "store", ["digits"], config) as server:
         client = TorchServeClient(server.endpoints)
         first = client.keys.inference
         time.sleep(max(0.0, (client.keys.expires["inference"] - datetime.now(timezone.utc)).total_seconds()) + 1)
         assert client.predict("digits", drawing_png("7"))["model"] == "digits"
         assert client.keys.inference != first and not client.keys.expired("inference")
-    finally:
-        server.stop()
