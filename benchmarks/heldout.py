@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -78,10 +79,10 @@ def _canvas(job: tuple[np.ndarray, int]) -> bytes | None:
         return None
 
 
-def canvas_pngs(images: np.ndarray, count: int) -> list[bytes | None]:
-    """Canvases ``0 .. count-1`` of the evaluation, drawn on two processes; ``None`` for a blank
-    test image. With fewer images than ``count`` (typeset stand-ins) they are drawn again, each
-    time on another canvas."""
-    jobs = [(images[i % len(images)], i) for i in range(count)]
+def canvas_pngs(images: np.ndarray, indices: Sequence[int]) -> list[bytes | None]:
+    """The evaluation's canvases number ``indices`` (of image ``i % len(images)``: typeset
+    stand-ins, fewer than the canvases wanted, are drawn again on other canvases), drawn on two
+    processes; ``None`` for a blank test image."""
+    jobs = [(images[i % len(images)], int(i)) for i in indices]
     with Pool(processes=min(2, os.cpu_count() or 1)) as pool:
         return pool.map(_canvas, jobs, chunksize=64)

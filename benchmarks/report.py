@@ -82,7 +82,8 @@ def handler(results: dict[str, Any]) -> list[str]:
              for stage, figures in canvases["stages"].items()]
     for name, model in cost["models"].items():
         for size, figures in model["forward"].items():
-            rows.append([f"{name}: forward, batch {size}", f"{figures['ms_per_image']:.3f}", figures["images_per_s"]])
+            rows.append([f"{name}: forward, batch {size} ({figures['ms_per_batch']:.3f} ms a batch)",
+                         f"{figures['ms_per_image']:.3f}", figures["images_per_s"]])
         whole = model["whole_request"]
         rows.append([f"{name}: whole request (handle)", _spread(whole, "ms_per_image", 3), whole["images_per_s"]])
     lead = [f"{canvases['canvases']} canvases {canvases['canvas_side']}x{canvases['canvas_side']}, "
@@ -106,24 +107,30 @@ def accuracy(results: dict[str, Any]) -> list[str]:
     rows = []
     for name, figures in results["accuracy"].items():
         if isinstance(figures, str):
-            rows.append([name, figures, "", "", "", "", "", ""])
+            rows.append([name, figures, "", "", "", "", ""])
             continue
-        card = figures["card"]
-        for part, card_figures in (("images", ("test_accuracy", "test_images")), ("canvases", ("canvas_accuracy", "canvas_images"))):
-            measured = figures[part]
-            rows.append([
-                name,
-                f"{part}: {measured['count']}",
-                f"{100 * measured['accuracy_http']:.2f}%",
-                f"{100 * card[card_figures[0]]:.2f}% ({card[card_figures[1]]})" if card else "no card",
-                f"{100 * measured['accuracy_evaluation']:.2f}%",
-                measured["different_from_handler"],
-                measured["different_from_evaluation"],
-                ", ".join(f"{count} x {kind}" for kind, count in measured["refused"].items()) or "0",
-            ])
+        card, images, canvases = figures["card"], figures["images"], figures["canvases"]
+        rows.append([
+            name,
+            f"{images['count']} images",
+            f"{100 * images['accuracy_http']:.2f}%",
+            f"{100 * card['test_accuracy']:.2f}% ({card['test_images']} images)" if card else "no card",
+            images["different_from_handler"],
+            f"{images['different_from_evaluation']} (evaluation {100 * images['accuracy_evaluation']:.2f}%)",
+            ", ".join(f"{count} x {kind}" for kind, count in images["refused"].items()) or "0",
+        ])
+        rows.append([
+            name,
+            f"{canvases['count']} canvases",
+            f"{100 * canvases['accuracy_http']:.2f}% (+-{100 * canvases['standard_error']:.2f})",
+            f"{100 * card['canvas_accuracy']:.2f}% ({card['canvas_images']} canvases)" if card else "no card",
+            canvases["different_from_handler"],
+            "",
+            ", ".join(f"{count} x {kind}" for kind, count in canvases["refused"].items()) or "0",
+        ])
     return _table(
-        ["model", "held-out set", "over HTTP", "model card (images)", "evaluation, same images",
-         "labels unlike the handler in process", "labels unlike the evaluation", "refused"],
+        ["model", "held-out set", "over HTTP", "model card", "labels unlike the handler in process",
+         "labels unlike the card's evaluation", "refused"],
         rows,
     )
 
@@ -155,9 +162,10 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *memory(results),
         "",
-        "**Accuracy through the API** (held-out test images sent as PNGs; each served label is "
-        "compared with the handler's code in process and with the evaluation behind the model card, "
-        "which feeds the model glyphs rounded to 8 bits):",
+        "**Accuracy through the API** (the whole test split sent as 28x28 PNGs, and canvases spread "
+        "over it, each the very canvas the card's evaluation drew; every served label is compared with "
+        "the handler's code in process, and each image's with the card's evaluation, which feeds the "
+        "model glyphs rounded to 8 bits):",
         "",
         *accuracy(results),
     ]

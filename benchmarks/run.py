@@ -101,7 +101,7 @@ def drawings(models_dir: Path, data_dir: Path | None) -> tuple[dict[str, HeldOut
 
 
 def sendable_canvases(source: HeldOut, count: int) -> list[bytes]:
-    return [png for png in canvas_pngs(source.images, count) if png is not None]
+    return [png for png in canvas_pngs(source.images, range(count)) if png is not None]
 
 
 def headline(

@@ -62,7 +62,7 @@ def test_every_mode_and_style(index):
 def test_canvases_of_every_style_and_pen():
     """The renderer of the model cards' canvases: every canvas style and pen in turn."""
     glyphs = typeset_heldout("balanced", [*"0123456789", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
-    for data in canvas_pngs(glyphs.images, 180):
+    for data in canvas_pngs(glyphs.images, range(180)):
         assert outcome(canvas_to_glyph, data) == outcome(reference, data)
 
 
