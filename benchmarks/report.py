@@ -143,6 +143,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{machine['cores']} cores ({machine['cpu']}), {machine['platform']}, torch {machine['torch']}, "
         f"TorchServe {machine['torchserve']}. Load average at the start "
         f"{results['conditions_at_start']['load_average']}" + (f"; also busy: {'; '.join(busy)}." if busy else "."),
+        "Models: " + ", ".join(
+            f"{name} {model['version']} (model.pt sha256 {model['model_pt_sha256']})"
+            for name, model in results["models"].items() if name != "folder"
+        ) + ".",
         "",
         *headline(results),
         "",

@@ -14,6 +14,7 @@ over HTTP (skipped, and said so, when ``--data-dir`` holds no test data). The to
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -85,6 +86,17 @@ def busy_processes(seconds: float = 1.0, threshold: float = 20.0) -> list[str]:
 
 def load_conditions() -> dict[str, Any]:
     return {"load_average": [round(x, 2) for x in os.getloadavg()], "busy_processes": busy_processes()}
+
+
+def model_files(models_dir: Path) -> dict[str, Any]:
+    """Which models were measured: folder, version and the start of each model.pt's SHA-256."""
+    described = {"folder": str(models_dir)}
+    for name in MODELS:
+        model = models_dir / name
+        version = json.loads((model / "model.json").read_text())["version"]
+        digest = hashlib.sha256((model / "model.pt").read_bytes()).hexdigest()[:12]
+        described[name] = {"version": version, "model_pt_sha256": digest}
+    return described
 
 
 def class_names(models_dir: Path, name: str) -> list[str]:
@@ -159,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]]),
         "profile": profile.name,
         "machine": machine(),
+        "models": model_files(models_dir),
         "conditions_at_start": load_conditions(),
     }
     with phase("drawings"):
