@@ -41,13 +41,29 @@ LOAD_SECONDS = 30
 RECOVERY_LIMIT = 10.0  # seconds until a model whose worker was killed is fully served again
 
 
-def without_version(answer: dict) -> dict:
-    return {key: value for key, value in answer.items() if key != "version"}
+# Two answers to the same call agree when model, version, label and ranking are the same and no
+# probability differs by more than this: the workers' float kernels are not bit-reproducible
+# (measured on the shipped models: a few float32 ulps, up to ~2.4e-7).
+TOLERANCE = 1e-5
+SAME = ("model", "version", "label")
 
 
-def differing(load: Load, reference: dict, compare=lambda answer: answer) -> list:
-    """The successful outcomes whose answer differs from the same call's answer alone."""
-    return [o for o in load.outcomes if o.ok and compare(o.body) != compare(reference[o.call])]
+def deviation(answer: dict, reference: dict, same: tuple[str, ...] = SAME) -> float:
+    """How far ``answer`` is from ``reference``: infinite when a field of ``same`` or the ranking
+    differs, else the largest difference of one class's probability."""
+    ranking = lambda a: [entry["label"] for entry in a["top_k"]]  # noqa: E731
+    if any(answer[key] != reference[key] for key in same) or ranking(answer) != ranking(reference):
+        return float("inf")
+    expected = reference["probabilities"]
+    return max(abs(p - expected[label]) for label, p in answer["probabilities"].items())
+
+
+def compare_answers(load: Load, reference: dict, same: tuple[str, ...] = SAME) -> tuple[list, float]:
+    """The successful outcomes whose answer disagrees with the same call's answer alone, and the
+    largest deviation of all of them (a figure for the record)."""
+    deviations = [(o, deviation(o.body, reference[o.call], same)) for o in load.outcomes if o.ok]
+    disagreeing = [o for o, d in deviations if d > TOLERANCE]
+    return disagreeing, max((d for _, d in deviations), default=0.0)
 
 
 def test_sustained_load_gets_the_answers_of_single_requests_and_restarts_no_worker(torchserve):
@@ -57,11 +73,12 @@ def test_sustained_load_gets_the_answers_of_single_requests_and_restarts_no_work
 
     load = Load(torchserve, calls, clients=CLIENTS).run(LOAD_SECONDS)
 
-    report, wrong = load.report(), differing(load, reference)
+    report, (wrong, largest) = load.report(), compare_answers(load, reference)
     after = all_worker_pids(torchserve)
     new_pids = {model: sorted(set(after[model]) - set(before[model])) for model in MODELS}
     record("sustained_load", {**report.figures(), "clients": CLIENTS, "distinct_calls": len(calls),
                               "answers_differing_from_single_requests": len(wrong),
+                              "largest_probability_difference": largest,
                               "worker_restarts": sum(map(len, new_pids.values()))})
     assert report.failed == 0, load.failures()[:3]
     assert report.sent > CLIENTS * LOAD_SECONDS  # the clients did keep the server busy
@@ -104,7 +121,9 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
     reference = answers_one_by_one(server, calls)
     victim = server.worker_pids("digits")[0]
 
-    with Load(server, calls, clients=4) as load:
+    # A request caught by the kill may never be answered (see docs/reliability.md): a client
+    # timeout of 20 s, far above any latency seen here, bounds the test.
+    with Load(server, calls, clients=4, timeout=20) as load:
         time.sleep(2)
         worker = psutil.Process(victim)
         worker.kill()
@@ -114,11 +133,14 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
         time.sleep(3)
 
     failures = load.failures()
+    wrong, largest = compare_answers(load, reference)
     after_recovery = [o for o in load.outcomes if o.started >= killed + recovery]
     record("worker_crash", {**load.report().figures(), "clients": 4, "killed_worker_pid": victim,
                             "recovery_seconds": round(recovery, 2),
                             "requests_after_recovery": len(after_recovery),
                             "failed_after_recovery": sum(not o.ok for o in after_recovery),
+                            "answers_differing_from_single_requests": len(wrong),
+                            "largest_probability_difference": largest,
                             "failures_started_before_kill_ms": [
                                 round((killed - o.started) * 1000, 1) for o in failures]})
     assert recovery <= RECOVERY_LIMIT
@@ -126,7 +148,7 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
     assert len(failures) <= 1, failures
     assert all(o.call.model == "digits" and o.started <= killed for o in failures), failures
     assert after_recovery and all(o.ok for o in after_recovery)
-    assert differing(load, reference) == []
+    assert wrong == []
     assert serving_state(server) == configured_state
 
 
@@ -145,11 +167,13 @@ def test_scaling_a_model_1_2_1_under_load_fails_no_request(own_torchserve, confi
     finally:
         client.scale("digits", configured_state["digits"]["versions"]["1.0"]["minWorkers"])
 
-    report = load.report()
-    record("scale_under_load", {**report.figures(), "clients": 4, "workers_in_turn": workers})
+    report, (wrong, largest) = load.report(), compare_answers(load, reference)
+    record("scale_under_load", {**report.figures(), "clients": 4, "workers_in_turn": workers,
+                                "answers_differing_from_single_requests": len(wrong),
+                                "largest_probability_difference": largest})
     assert workers == [1, 2, 1]
     assert report.failed == 0, load.failures()[:3]
-    assert differing(load, reference) == []
+    assert wrong == []
     assert serving_state(server) == configured_state
 
 
@@ -192,14 +216,16 @@ def test_a_new_default_version_takes_over_under_load_without_a_failed_request(
             steps[step] = round(time.monotonic() - load.started, 2)
         time.sleep(1)
 
-    report = load.report()
+    report, (wrong, largest) = load.report(), compare_answers(load, reference, same=("model", "label"))
     on_new = [o for o in load.outcomes if swapped <= o.started and o.ended <= restoring]
     record("version_swap_under_load", {**report.figures(), "clients": 4,
-                                       "requests_after_swap": len(on_new), "steps_done_at_s": steps})
+                                       "requests_after_swap": len(on_new), "steps_done_at_s": steps,
+                                       "answers_differing_from_single_requests": len(wrong),
+                                       "largest_probability_difference": largest})
     assert report.failed == 0, load.failures()[:3]
     assert on_new and {o.body["version"] for o in on_new} == {"2.0"}
     assert {o.body["version"] for o in load.outcomes} == {"1.0", "2.0"}
-    assert differing(load, reference, compare=without_version) == []  # same weights, same answers
+    assert wrong == []  # same weights, same answers
     assert serving_state(server) == configured_state
 
 
