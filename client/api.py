@@ -12,6 +12,9 @@ benchmarks) goes through :class:`TorchServeClient`, so token handling is written
   none. Keys expire (``token_expiration_min``) and can be rotated (``POST /token``), so on a
   refused token the client re-reads the key file and retries once; if the key in the file has
   expired and nobody has rotated it yet, it rotates it with the API key first.
+- **Worker gone**: when the worker computing a prediction dies or is scaled down or
+  unregistered, TorchServe fails that request; the client sends it again once (predictions are
+  pure functions of their input), so scaling and version changes lose no prediction.
 - **Errors**: TorchServe and the handler both answer errors with ``{"code", "type", "message"}``;
   they become :class:`ServingError` with those fields.
 """
@@ -40,6 +43,7 @@ ADDRESS_PROPERTIES = {api: f"{api}_address" for api in DEFAULT_URLS}  # config.p
 RUN_CONFIG = "config.properties"  # in a run folder: the configuration TorchServe runs with
 KEY_FILE = "key_file.json"  # in a run folder: TorchServe writes it into its working directory
 TOKEN_ERROR = "InvalidKeyException"  # what TorchServe answers (HTTP 400) to a missing/bad token
+WORKER_GONE = ("Worker died.", "Worker scaled down.")  # a request's worker went away mid-request
 
 
 class ServingError(RuntimeError):
@@ -155,6 +159,7 @@ class TorchServeClient:
         self.timeout = timeout
         self.session = requests.Session()
         self._keys: Keys | None = None
+        self.retried = 0  # predictions sent again because their worker went away
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -182,6 +187,10 @@ class TorchServeClient:
         response = send(key)
         if is_token_error(response):
             self._renew_key(api, key)
+            response = send(getattr(self.keys, api))
+        if api == "inference" and path.startswith("/predictions/") and is_worker_gone(response):
+            # A prediction is a pure function of its input: send it again, once, to a live worker.
+            self.retried += 1
             response = send(getattr(self.keys, api))
         return response
 
@@ -295,6 +304,18 @@ class TorchServeClient:
         if not response.ok:
             raise ServingError.from_response(response)
         return response.text
+
+
+def is_worker_gone(response: requests.Response) -> bool:
+    """TorchServe 0.12 fails the request a worker is computing when that worker is killed,
+    scaled down or unregistered (500/507 InternalServerException "Worker died.")."""
+    if response.status_code < 500:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return body.get("type") == "InternalServerException" and body.get("message") in WORKER_GONE
 
 
 def is_token_error(response: requests.Response) -> bool:

@@ -107,11 +107,13 @@ class Report:
     statuses: dict[str, int]
     latency_ms: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)  # the first few, described
+    retried: int = 0  # requests the client sent again because their worker went away
 
     def figures(self) -> dict[str, Any]:
         return {"requests": self.sent, "failed": self.failed, "seconds": round(self.seconds, 1),
                 "requests_per_second": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
-                "statuses": self.statuses, "latency_ms": self.latency_ms, "failures": self.failures}
+                "statuses": self.statuses, "latency_ms": self.latency_ms, "failures": self.failures,
+                "retried_after_worker_gone": self.retried}
 
 
 class Load:
@@ -127,10 +129,12 @@ class Load:
         self.outcomes: list[Outcome] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._clients: list[TorchServeClient] = []
         self.started = self.stopped = 0.0
 
     def _client(self, index: int) -> None:
         client = self.server.client(timeout=self.timeout)
+        self._clients.append(client)
         offset = index * len(self.calls) // self.clients
         for call in itertools.islice(itertools.cycle(self.calls), offset, None):
             if self._stop.is_set():
@@ -180,6 +184,7 @@ class Load:
             percentiles = {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1), "max": round(latencies[-1], 1)}
         return Report(sent=len(self.outcomes), failed=len(self.failures()),
                       seconds=self.stopped - self.started, statuses=statuses, latency_ms=percentiles,
+                      retried=sum(client.retried for client in self._clients),
                       failures=[self.describe(o) for o in self.failures()[:5]])
 
     def describe(self, outcome: Outcome) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""The client sends a prediction again when TorchServe says its worker went away (killed,
+scaled down, unregistered), and only then; against a scripted stand-in for TorchServe."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.api import Endpoints, TorchServeClient
+
+WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
+KILLED = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
+SCALED_DOWN = (500, {"code": 500, "type": "InternalServerException", "message": "Worker scaled down."})
+HANDLER_FAILED = (503, {"code": 503, "type": "InternalServerException", "message": "Prediction failed"})
+ANSWER = (200, {"label": "7"})
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers each POST with the next (status, body) of ``script`` and counts the calls."""
+
+    script: list[tuple[int, dict]] = []
+    calls = 0
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+        self.rfile.read(int(self.headers["Content-Length"]))
+        status, body = Scripted.script[min(Scripted.calls, len(Scripted.script) - 1)]
+        Scripted.calls += 1
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TorchServeClient]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    expiry = {"key": "k", "expiration time": "2999-01-01T00:00:00Z"}
+    (tmp_path / "key_file.json").write_text(json.dumps({"inference": expiry, "management": expiry, "API": {"key": "a"}}))
+    yield TorchServeClient(Endpoints(url, url, url, tmp_path / "key_file.json"), timeout=10)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("gone", [WORKER_DIED, KILLED, SCALED_DOWN], ids=["died", "killed", "scaled-down"])
+def test_a_prediction_whose_worker_went_away_is_sent_again_once(client, gone):
+    Scripted.script, Scripted.calls = [gone, ANSWER], 0
+    assert client.predict("digits", b"png") == {"label": "7"}
+    assert (Scripted.calls, client.retried) == (2, 1)
+
+
+def test_it_is_not_sent_a_third_time(client):
+    Scripted.script, Scripted.calls = [WORKER_DIED, WORKER_DIED, ANSWER], 0
+    assert client.request("inference", "POST", "/predictions/digits", data=b"png").status_code == 500
+    assert Scripted.calls == 2
+
+
+def test_other_server_errors_are_not_retried(client):
+    Scripted.script, Scripted.calls = [HANDLER_FAILED, ANSWER], 0
+    assert client.request("inference", "POST", "/predictions/digits", data=b"png").status_code == 503
+    assert (Scripted.calls, client.retried) == (1, 0)
