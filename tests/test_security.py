@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
-import json
 import re
 import subprocess
 import threading
