@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,14 +97,21 @@ def torchserve(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -
 
 
 @pytest.fixture(scope="session")
-def gradio_app(torchserve: TorchServe) -> Iterator[str]:
+def gradio_app(
+    torchserve: TorchServe, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The Gradio app (client/app.py) in this process on a free port, calling ``torchserve``;
     yields its URL. One app for the session: importing gradio alone takes ~5 s."""
     from client.app import AppSettings, launch  # imported here: only the tests that use it pay
 
+    # gradio and gradio_client make a folder in the system temp dir for every file they pass;
+    # keep them in pytest's temporary tree instead of leaving them in /tmp.
+    scratch = tmp_path_factory.mktemp("gradio")
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(scratch)
     settings = AppSettings(endpoints=torchserve.endpoints, port=free_ports(1)[0])
     app = launch(settings, block=False)
     try:
         yield f"http://{settings.host}:{settings.port}"
     finally:
         app.close()
+        tempfile.tempdir = saved_tempdir
