@@ -192,7 +192,7 @@ def _clean_ink(ink: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndar
     return np.clip((ink / peak - floor) / (1.0 - floor), 0.0, 1.0)
 
 
-def _stroke_width(mask: np.ndarray) -> float:
+def measure_stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width of a binary glyph, in pixels: a stroke of length L and width w covers
     about L*w pixels and has about 2L boundary pixels, so w ~ 2 * area / boundary."""
     area = int(np.count_nonzero(mask))
@@ -223,7 +223,7 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     mask = work >= 128
     if not mask.any():
         return work
-    width = _stroke_width(mask)
+    width = measure_stroke_width(mask)
     target = settings.stroke_width * settings.work_scale
     steps = int(round((target - width) / 2.0))  # each 3x3 step changes the width by 2
     steps = max(-settings.max_stroke_steps, min(settings.max_stroke_steps, steps))

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from handler.glyph import BlankImageError, GlyphSettings, _stroke_width, canvas_to_glyph
+from handler.glyph import BlankImageError, GlyphSettings, canvas_to_glyph, measure_stroke_width
 from training.labels import CLASS_NAMES
 
 CANVAS_SIZE = 280
@@ -110,7 +110,7 @@ def _change_strokes(ink: np.ndarray, pen: str, glyph_side: int, rng: np.random.G
     if pen == "thick":
         return _max_filter(ink, max(1, int(rng.uniform(0.01, 0.04) * glyph_side)))
     if pen == "thin":
-        radius = int(_stroke_width(ink >= 0.5) * rng.uniform(0.10, 0.25))  # the normalization's estimate
+        radius = int(measure_stroke_width(ink >= 0.5) * rng.uniform(0.10, 0.25))  # the normalization's estimate
         return 1.0 - _max_filter(1.0 - ink, radius) if radius > 0 else ink
     return ink
 
