@@ -152,27 +152,41 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
     assert serving_state(server) == configured_state
 
 
-def test_scaling_a_model_1_2_1_under_load_fails_no_request(own_torchserve, configured_state):
+def test_scaling_1_2_1_under_load_fails_only_what_the_removed_worker_held(own_torchserve, configured_state):
+    """Scaling up fails no request. Scaling down cannot promise as much: TorchServe 0.12 stops the
+    removed worker without draining it, so the requests it holds fail ("Worker died.", which the
+    client sends again) or are never answered (the client's timeout ends them)."""
     server, client = own_torchserve, own_torchserve.client()
     calls = mixed_calls(models=["digits"])
     reference = answers_one_by_one(server, calls)
-    workers = []
+    windows, workers = {}, []
     client.scale("digits", 1)
     try:
-        with Load(server, calls, clients=4) as load:
-            for count in (1, 2, 1):
-                client.scale("digits", count)  # synchronous: returns once the workers are up/gone
-                workers.append(len(server.worker_pids("digits")))
+        with Load(server, calls, clients=4, timeout=20) as load:
+            for step, count in [("up", 2), ("down", 1)]:
                 time.sleep(2)
+                began = time.monotonic()
+                client.scale("digits", count)  # synchronous: returns once the workers are up/gone
+                windows[step] = (began, time.monotonic())
+                workers.append(len(server.worker_pids("digits")))
+            time.sleep(2)
     finally:
         client.scale("digits", configured_state["digits"]["versions"]["1.0"]["minWorkers"])
 
+    def during(step: str) -> list:
+        began, done = windows[step]
+        return [o for o in load.failures() if o.started <= done and o.ended >= began]
+
     report, (wrong, largest) = load.report(), compare_answers(load, reference)
-    record("scale_under_load", {**report.figures(), "clients": 4, "workers_in_turn": workers,
+    record("scale_under_load", {**report.figures(), "clients": 4, "workers_in_turn": [1, *workers],
+                                "failed_while_scaling_up": len(during("up")),
+                                "failed_while_scaling_down": len(during("down")),
                                 "answers_differing_from_single_requests": len(wrong),
                                 "largest_probability_difference": largest})
-    assert workers == [1, 2, 1]
-    assert report.failed == 0, load.failures()[:3]
+    assert workers == [2, 1]
+    assert during("up") == []
+    assert load.failures() == during("down"), load.failures()  # none before, between or after
+    assert len(during("down")) <= load.clients  # at most the requests in flight: one per client
     assert wrong == []
     assert serving_state(server) == configured_state
 
