@@ -144,8 +144,9 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
                             "failures_started_before_kill_ms": [
                                 round((killed - o.started) * 1000, 1) for o in failures]})
     assert recovery <= RECOVERY_LIMIT
-    # Only what the killed worker was computing may fail: one request (batch size 1), of its model.
-    assert len(failures) <= 1, failures
+    # Only what the killed worker held may fail (what it computed, what was queued for it):
+    # never more than the requests in flight, one per client, all of its model.
+    assert len(failures) <= load.clients, failures
     assert all(o.call.model == "digits" and o.started <= killed for o in failures), failures
     assert after_recovery and all(o.ok for o in after_recovery)
     assert wrong == []
