@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from handler.archive import build_archive
-from handler.server import MODELS, PID_FILE, PORT_NAMES, TorchServe
-from tests.conftest import free_ports, serving_config
+from handler.server import MODELS, PID_FILE, TorchServe
+from tests.conftest import running_torchserve, serving_config
 from tests.figures import record
 from tests.load import (
     Load,
@@ -97,13 +97,8 @@ def own_torchserve(torchserve: TorchServe, tmp_path_factory: pytest.TempPathFact
     store.mkdir()
     for name in MODELS:
         shutil.copy2(torchserve.model_store / f"{name}.mar", store)
-    server = TorchServe(run_dir=root / "run", model_store=store,
-                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
-    try:
-        server.start(MODELS)
+    with running_torchserve(root / "run", store) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
