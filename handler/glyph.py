@@ -251,7 +251,7 @@ def _check_contrast(peak: float, settings: GlyphSettings) -> None:
 
 def normalize_glyph(ink: np.ndarray, settings: GlyphSettings = GlyphSettings()) -> np.ndarray:
     """Normalize an ink map (float in [0, 1], 1 = ink, upright) into a ``size`` x ``size``
-    float32 glyph in [0, 1]: crop to the ink, keep the aspect ratio, even the strokes, scale the
+    float32 glyph of 8-bit levels (k / 255): crop to the ink, keep the aspect ratio, even the strokes, scale the
     longer side to ``box`` pixels, smooth and centre. Used for training data and canvases alike.
 
     Raises :class:`BlankImageError` when there is no ink.
@@ -307,7 +307,11 @@ def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray
         np.asarray(glyph, dtype=np.float32) / 255.0
     )
     peak = float(out.max())
-    return out / peak if peak > 0 else out
+    if peak > 0:
+        out /= peak
+    # 8-bit levels: training stores its normalized images as uint8, so the handler must hand the
+    # model the same levels, not values a rounding away from them.
+    return np.floor(out * 255.0 + 0.5) / 255.0
 
 
 def canvas_to_glyph(

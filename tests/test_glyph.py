@@ -92,6 +92,12 @@ def test_output_is_28x28_in_unit_range_with_the_glyph_centred_in_its_box():
     assert rows[-1] - rows[0] >= settings.box - 3
 
 
+def test_glyph_values_are_the_8_bit_levels_training_stores():
+    glyph = canvas_to_glyph(draw(style="transparent"))
+    levels = glyph * 255.0
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)
+
+
 def test_aspect_ratio_is_kept():
     tall = canvas_to_glyph(draw(points=[(0.5, 0.1), (0.5, 0.9)]))
     cols = np.flatnonzero(tall.max(axis=0) > 0.5)
