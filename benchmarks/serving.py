@@ -19,14 +19,12 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,7 +35,7 @@ from benchmarks.loadgen import PERCENTILES, LoadResult, Target, run_load
 from benchmarks.profile import LoadProfile, SweepProfile
 from client.api import read_properties
 from handler.archive import build_archive, model_config
-from handler.server import PORT_NAMES, TorchServe
+from handler.server import PORT_NAMES, TorchServe, free_ports
 
 PROJECT = Path(__file__).resolve().parent.parent
 SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
@@ -46,14 +44,6 @@ NOOP_HANDLER = Path(__file__).resolve().parent / "noop_handler.py"
 FIGURES = ("rps", *(f"p{q}_ms" for q in PERCENTILES), "client_cpu_share")
 RATIOS = ("rps", *(f"p{q}_ms" for q in PERCENTILES))  # figures also given as a ratio to the baseline
 
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that nothing listens on (all held open until all are chosen)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def build_noop_archive(name: str, model_store: Path, settings: dict[str, Any], build_dir: Path) -> Path:

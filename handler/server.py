@@ -21,9 +21,11 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -52,6 +54,16 @@ PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_mana
 
 class ServerError(RuntimeError):
     """TorchServe could not be started, stopped or reached; the message says why."""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that nothing listens on (all held open until all are chosen),
+    for servers started by the tests and the benchmarks."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def java_version(java: str) -> int | None:

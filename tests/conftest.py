@@ -28,7 +28,6 @@ tests then still work through ``torchserve.client()``, which re-reads the key fi
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -38,24 +37,12 @@ import pytest
 import yaml
 
 from handler.archive import build_archive
-from handler.server import CONFIG, MODELS, PORT_NAMES, TorchServe
+from handler.server import CONFIG, MODELS, PORT_NAMES, TorchServe, free_ports
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("MODELS_DIR") or PROJECT / "models").resolve()
 SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
 
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (the kernel picks them; all held until all are found)."""
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def serving_config() -> dict:
