@@ -18,7 +18,6 @@ Three families, each usable in process (as the rows TorchServe hands the handler
 from __future__ import annotations
 
 import base64
-import io
 import json
 import struct
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
+
+from tests.canvases import encode
 
 # What each accepted format can hold; PIL converts nothing silently for these pairs.
 MODES = {
@@ -82,9 +83,7 @@ def images(draw: st.DrawFn, max_side: int = MAX_SIDE) -> bytes:
         options["transparency"] = draw(st.integers(0, 15))  # a palette index or grey level
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = draw(st.integers(1, 100))
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
+    return encode(image, fmt, **options)
 
 
 @st.composite
@@ -101,9 +100,7 @@ def damaged(draw: st.DrawFn, encoded: st.SearchStrategy[bytes]) -> bytes:
 def noise_png(side: int, seed: int = 0) -> bytes:
     """Random RGB pixels: incompressible, so about ``3 * side**2`` bytes of PNG."""
     pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
+    return encode(Image.fromarray(pixels))
 
 
 def junk(max_size: int = 2048) -> st.SearchStrategy[bytes]:
@@ -255,9 +252,7 @@ def rows() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def _encode(image: Image.Image, fmt: str) -> bytearray:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return bytearray(buffer.getvalue())
+    return bytearray(encode(image, fmt))
 
 
 def declared_size(fmt: str, width: int, height: int) -> bytes:

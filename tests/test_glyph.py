@@ -2,8 +2,6 @@
 refused with InputError before it can cost anything."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from handler.glyph import (
     ink_map,
     normalize_glyph,
 )
+from tests.canvases import encode, png_with_declared_size
 
 SEVEN = [(0.25, 0.2), (0.75, 0.2), (0.4, 0.85)]  # a "7" as a polyline in canvas fractions
 
@@ -42,9 +41,7 @@ def draw(
     image = Image.new(mode, (size, size), background)
     xy = [(size / 2 + (x - 0.5) * size * scale + shift[0], size / 2 + (y - 0.5) * size * scale + shift[1]) for x, y in points]
     ImageDraw.Draw(image).line(xy, fill=ink, width=width, joint="curve")
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
+    return encode(image, fmt)
 
 
 def close(a: np.ndarray, b: np.ndarray, mean_tol: float = 0.04) -> bool:
@@ -131,18 +128,14 @@ def test_ink_map_marks_ink_not_background():
     ids=["white", "black", "transparent", "fully-inked"],
 )
 def test_a_canvas_without_a_drawing_is_refused(image):
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
     with pytest.raises(BlankImageError, match="blank"):
-        canvas_to_glyph(buffer.getvalue())
+        canvas_to_glyph(encode(image))
 
 
 def test_faint_noise_is_not_a_drawing():
     noise = np.random.default_rng(0).integers(250, 256, size=(280, 280), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(noise).save(buffer, "PNG")
     with pytest.raises(BlankImageError):
-        canvas_to_glyph(buffer.getvalue())
+        canvas_to_glyph(encode(Image.fromarray(noise)))
 
 
 def test_blank_errors_are_input_errors_with_status_400():
@@ -152,25 +145,15 @@ def test_blank_errors_are_input_errors_with_status_400():
 # ------------------------------------------------------------------------------- decoding
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height but whose data is tiny (a decompression bomb
-    if anyone decoded it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 @pytest.mark.parametrize(
     "data, status, message",
     [
         (b"", 400, "no image"),
         (b"this is not an image at all", 400, "not a readable image"),
         (draw()[:200], 400, "truncated or corrupt"),
-        (png_claiming(20000, 20000), 400, "pixels a side"),
-        (png_claiming(5000, 300), 400, "5000x300"),
-        (png_claiming(1, 1), 400, "at least"),
+        (png_with_declared_size(20000, 20000), 400, "pixels a side"),
+        (png_with_declared_size(5000, 300), 400, "5000x300"),
+        (png_with_declared_size(1, 1), 400, "at least"),
     ],
     ids=["empty", "text", "truncated", "bomb-header", "wide-header", "1x1"],
 )
@@ -189,13 +172,7 @@ def test_over_size_body_is_413():
 def test_dimensions_are_refused_before_pixels_are_decoded():
     # 1 GB of pixels declared in a few bytes: refused from the header, in no time.
     with pytest.raises(InputError, match="limit"):
-        decode_image(png_claiming(30000, 30000))
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
+        decode_image(png_with_declared_size(30000, 30000))
 
 
 def canvas_image(mode: str) -> Image.Image:
@@ -223,9 +200,8 @@ def test_every_accepted_format_and_mode_gives_the_same_glyph(data):
 def test_animated_gif_uses_its_first_frame():
     first = canvas_image("L")
     second = Image.new("L", first.size, 255)  # a blank second frame
-    data = io.BytesIO()
-    first.save(data, "GIF", save_all=True, append_images=[second])
-    assert close(canvas_to_glyph(data.getvalue()), canvas_to_glyph(draw()), mean_tol=0.03)
+    data = encode(first, "GIF", save_all=True, append_images=[second])
+    assert close(canvas_to_glyph(data), canvas_to_glyph(draw()), mean_tol=0.03)
 
 
 def test_settings_round_trip_and_reject_unknown_keys():

@@ -29,6 +29,7 @@ from tests.canvases import (
     uniform_png,
 )
 from tests.conftest import serving_config
+from tests.hostile import noise_png
 
 SEVEN = drawing_png("7")
 
@@ -128,15 +129,6 @@ def test_a_bad_request_in_a_batch_does_not_fail_the_others(torchserve, batched_d
 
 
 # -- bad input --------------------------------------------------------------------------------
-
-
-def noise_png(side: int) -> bytes:
-    """Random pixels: incompressible, so a few megabytes of PNG."""
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
-    return encode(Image.fromarray(pixels))
 
 
 BAD_INPUTS = {
