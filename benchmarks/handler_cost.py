@@ -22,45 +22,20 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import ts
 import torch
-from ts.context import Context, RequestProcessor
-from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from handler.archive import model_config
 from handler.glyph import canvas_to_glyph, decode_image
+from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler
-
-TS_METRICS = Path(ts.__file__).parent / "configs" / "metrics.yaml"
-
 
 def worker_handler(model_dir: Path, name: str, serving_config: dict[str, Any], batch_size: int = 32) -> RecognizerHandler:
     """A :class:`RecognizerHandler` initialized as a TorchServe worker initializes it."""
-    metrics = MetricsCacheYamlImpl(str(TS_METRICS))
-    metrics.initialize_cache()
-    metrics.model_name = name
-    context = Context(
-        name,
-        str(model_dir),
-        {"model": {"modelName": name, "serializedFile": "model.pt", "handler": "recognizer.py"}},
-        batch_size=batch_size,
-        gpu=None,
-        mms_version=ts.__version__,
-        metrics=metrics,
-        model_yaml_config=model_config(serving_config, name),
-    )
+    context = worker_context(model_dir, name, model_config(serving_config, name), batch_size)
     handler = RecognizerHandler()
     handler.initialize(context)
     handler.context = context  # as handle() sets it for each batch: postprocess answers through it
     return handler
-
-
-def _prepare_context(handler: RecognizerHandler, requests: int) -> None:
-    """What the worker sets on the context before each batch: one response slot per request."""
-    context = handler.context
-    context.request_processor = [RequestProcessor({}) for _ in range(requests)]
-    context.request_ids = {index: f"bench-{index}" for index in range(requests)}
-    context.metrics.request_ids = context.request_ids
 
 
 def _per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> dict[str, Any]:
@@ -134,7 +109,7 @@ def whole_request(handler: RecognizerHandler, canvases: list[bytes], repeats: in
     """One request at a time through ``handle``: what a worker spends on it, TorchServe aside."""
 
     def handle(png: bytes) -> None:
-        _prepare_context(handler, 1)
+        start_batch(handler.context, 1, "bench")
         handler.handle([{"body": png}], handler.context)
 
     return _per_item_ms(handle, canvases, repeats)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ts
 from PIL import Image
-from ts.context import Context, RequestProcessor
-from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+from ts.context import Context
 
 from handler.glyph import InputError
+from handler.inprocess import start_batch, worker_context
 from handler.payload import Request, decode_base64, parse_request
 from handler.recognizer import THREADS_ENV, RecognizerHandler
 from tests.canvases import drawing_png, png_with_declared_size, uniform_png
@@ -25,22 +24,13 @@ SEVEN = drawing_png("7")
 
 
 def make_context(model_dir: Path, name: str, handler_settings: dict | None = None) -> Context:
-    """The Context a TorchServe worker builds for a model (metrics cache included)."""
-    metrics = MetricsCacheYamlImpl(str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
-    metrics.initialize_cache()
-    metrics.model_name = name
-    manifest = {"model": {"modelName": name, "serializedFile": "model.pt", "handler": "recognizer.py"}}
-    return Context(
-        name, str(model_dir), manifest, batch_size=8, gpu=None, mms_version=ts.__version__,
-        metrics=metrics, model_yaml_config={"handler": handler_settings or {"torch_threads": 1}},
-    )
+    """The Context a TorchServe worker builds for a model, with the handler's settings."""
+    return worker_context(model_dir, name, {"handler": handler_settings or {"torch_threads": 1}})
 
 
 def handle(handler: RecognizerHandler, context: Context, rows: list[dict]) -> list[tuple[int, dict]]:
     """Run one batch as the worker does; returns (HTTP status, JSON body) per request."""
-    context.request_processor = [RequestProcessor({}) for _ in rows]
-    context.request_ids = {index: f"request-{index}" for index in range(len(rows))}
-    context.metrics.request_ids = context.request_ids
+    start_batch(context, len(rows))
     bodies = handler.handle(rows, context)
     assert len(bodies) == len(rows)
     return [(context.get_response_status(i)[0], json.loads(body)) for i, body in enumerate(bodies)]
