@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,18 +55,12 @@ def models_describe(client: TorchServeClient, args: argparse.Namespace) -> Any:
     return client.describe(args.name, args.version or "all")
 
 
-def archive_model(archive: Path) -> dict[str, Any]:
-    """The ``model`` section of an archive's manifest: its name and version."""
-    with zipfile.ZipFile(archive) as mar:
-        return json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
-
-
 def models_register(client: TorchServeClient, args: argparse.Namespace) -> Any:
     name = archive_name(args.archive, client.endpoints.model_store)
     result = client.register(name, model_name=args.model_name)
     if args.workers is not None:
         # TorchServe starts the archive's minWorkers whatever `initial_workers` says: scale after.
-        model = archive_model(client.endpoints.model_store / name)
+        model = client.archive_manifest(name)
         result = client.scale(args.model_name or model["modelName"], args.workers, model["modelVersion"])
     return result
 

@@ -14,7 +14,11 @@ benchmarks) goes through :class:`TorchServeClient`, so token handling is written
   expired and nobody has rotated it yet, it rotates it with the API key first.
 - **Worker gone**: when the worker computing a prediction dies or is scaled down or
   unregistered, TorchServe fails that request; the client sends it again once (predictions are
-  pure functions of their input), so scaling and version changes lose no prediction.
+  pure functions of their input), so scaling and version changes lose no prediction. (With
+  batching on, TorchServe 0.12 never answers the requests such a worker was gathering into a
+  batch; the shipped models do not batch: docs/reliability.md.)
+- **Management calls wait by polling**: ``register`` and ``scale`` return once the workers are
+  READY, without TorchServe's ``synchronous=true`` (see :meth:`TorchServeClient.register`).
 - **Errors**: TorchServe and the handler both answer errors with ``{"code", "type", "message"}``;
   they become :class:`ServingError` with those fields.
 """
@@ -25,6 +29,7 @@ import base64
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -260,21 +265,66 @@ class TorchServeClient:
         return self.call("management", "GET", path)
 
     def register(
-        self, archive: str, model_name: str | None = None, **params: Any
+        self, archive: str, model_name: str | None = None, timeout: float = 120.0, **params: Any
     ) -> dict[str, Any]:
         """Register ``archive`` (a ``.mar`` file name in the model store) and wait until its
-        workers are up. TorchServe takes the workers, batch size and timeouts from the archive's
-        model-config.yaml; ``params`` (e.g. ``batch_size=8``) are passed through."""
-        query = {"url": archive, "synchronous": "true", **params}
+        workers are READY. TorchServe takes the workers, batch size and timeouts from the archive's
+        model-config.yaml; ``params`` (e.g. ``batch_size=8``) are passed through.
+
+        The waiting is done here, by polling, when the archive's manifest can be read (the model
+        store is known from the run folder): TorchServe 0.12 answers a *synchronous* management
+        call on one of its network threads, which it shares with inference connections, and holds
+        that thread until the workers are up, so predictions on those connections stall for
+        seconds. Without a known model store the call falls back to ``synchronous=true``."""
+        manifest = self.archive_manifest(archive)
+        query = {"url": archive, "synchronous": "false" if manifest else "true", **params}
         if model_name:
             query["model_name"] = model_name
-        return self.call("management", "POST", "/models", params=query)
+        result = self.call("management", "POST", "/models", params=query)
+        if not manifest:
+            return result
+        name, version = model_name or manifest["modelName"], manifest["modelVersion"]
+        ready = self.wait_for_workers(name, version, timeout=timeout)
+        return {"status": f"{name} {version} registered with {len(ready['workers'])} workers READY"}
 
-    def scale(self, model: str, workers: int, version: str | None = None) -> dict[str, Any]:
-        """Run exactly ``workers`` workers for ``model`` (default version), waiting until done."""
+    def scale(
+        self, model: str, workers: int, version: str | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Run exactly ``workers`` workers for ``model`` (default version) and wait until they are
+        READY (polling, for the reason given in :meth:`register`)."""
         path = f"/models/{model}" + (f"/{version}" if version else "")
-        params = {"min_worker": workers, "max_worker": workers, "synchronous": "true"}
-        return self.call("management", "PUT", path, params=params)
+        self.call("management", "PUT", path, params={"min_worker": workers, "max_worker": workers})
+        ready = self.wait_for_workers(model, version, workers, timeout)
+        return {"status": f"{model} {ready['modelVersion']} runs {workers} workers, all READY"}
+
+    def wait_for_workers(
+        self, model: str, version: str | None = None, workers: int | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Poll until ``model`` (default version) runs ``workers`` workers (default: its
+        ``minWorkers``), all READY; returns its description. Raises :class:`TimeoutError` with
+        what the workers were doing (a handler that fails to load keeps them from READY)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.describe(model, version)[0]
+            running = [worker["status"] for worker in described["workers"]]
+            wanted = described["minWorkers"] if workers is None else workers
+            if len(running) == wanted and all(status == "READY" for status in running):
+                return described
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"{model} {described['modelVersion']}: {wanted} READY workers wanted, after "
+                    f"{timeout:.0f} s: {', '.join(running) or 'no worker'} (the server's log says why)"
+                )
+            time.sleep(0.1)
+
+    def archive_manifest(self, archive: str) -> dict[str, Any] | None:
+        """The ``model`` section (name, version) of ``archive``'s manifest in the model store, or
+        ``None`` when the store is unknown or holds no such file."""
+        store = self.endpoints.model_store
+        if store is None or not (store / archive).is_file():
+            return None
+        with zipfile.ZipFile(store / archive) as mar:
+            return json.loads(mar.read("MAR-INF/MANIFEST.json"))["model"]
 
     def set_default(self, model: str, version: str) -> dict[str, Any]:
         return self.call("management", "PUT", f"/models/{model}/{version}/set-default")

@@ -303,3 +303,26 @@ def test_version_lifecycle_through_the_cli(torchserve, letters_v2, capsys):
             client.set_default("letters", "1.0")
             client.unregister("letters", "2.0")
     assert post(torchserve, "/predictions/letters", data=SEVEN).json()["version"] == "1.0"
+
+
+@pytest.fixture
+def unloadable_archive(torchserve, shipped_models, tmp_path) -> str:
+    """digits archived with a model file that is not TorchScript: its workers never get READY."""
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models / "digits", models / "digits")
+    (models / "digits" / "model.pt").write_bytes(b"not a TorchScript archive")
+    built = build_archive("digits", models, tmp_path / "store", serving_config(), tmp_path / "build")
+    archive = shutil.copy(built, torchserve.model_store / "unloadable.mar")
+    yield Path(archive).name
+    Path(archive).unlink()
+
+
+def test_registering_a_model_whose_workers_never_start_ends_with_a_clear_timeout(torchserve, unloadable_archive):
+    client, workers = torchserve.client(), serving_config()["defaults"]["minWorkers"]
+    try:
+        with pytest.raises(TimeoutError, match=rf"digits_unloadable 1\.0: {workers} READY workers wanted, after 5 s"):
+            client.register(unloadable_archive, model_name="digits_unloadable", timeout=5)
+    finally:
+        client.unregister("digits_unloadable", quiet=0)
+    assert "digits_unloadable" not in [m["modelName"] for m in client.models()]
+    assert post(torchserve, "/predictions/digits", data=SEVEN).json()["label"] == "7"
