@@ -51,6 +51,11 @@ def model_version(model_dir: Path) -> str:
     return str(json.loads((model_dir / "model.json").read_text())["version"])
 
 
+# torch-model-archiver's entry point, called as its console script calls it (``python -m
+# model_archiver.model_packaging`` makes runpy warn: the package imports that module itself).
+ARCHIVER = "from model_archiver.model_packaging import generate_model_archive; generate_model_archive()"
+
+
 def build_archive(
     name: str, models_dir: Path, model_store: Path, config: dict[str, Any], build_dir: Path
 ) -> Path:
@@ -85,7 +90,7 @@ def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, A
     tmp = stage / "tmp"  # the archiver stages files in the temp folder: keep them out of /tmp
     tmp.mkdir()
     command = [
-        sys.executable, "-m", "model_archiver.model_packaging",
+        sys.executable, "-c", ARCHIVER,
         "--model-name", name,
         "--version", model_version(model_dir),
         "--serialized-file", str(model_dir / MODEL_FILE),
