@@ -348,6 +348,9 @@ class TorchServe:
         ])
 
 
+NOT_RUNNING = 3  # exit status of `status` when the server is down, as LSB init scripts' status
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("start", "stop", "status", "check-java"))
@@ -370,6 +373,8 @@ def main(argv: list[str] | None = None) -> None:
             print("TorchServe stopped." if server.stop() else "TorchServe was not running.")
         else:
             print(server.status())
+            if server.pid() is None:
+                sys.exit(NOT_RUNNING)
     except ServerError as error:
         sys.exit(f"error: {error}")
 

@@ -155,3 +155,5 @@ def test_make_serve_then_stop_leaves_no_process_and_no_stray_file(shipped_models
     assert added - runtime <= {"model_store/digits.mar", "model_store/letters.mar", "model_store/balanced.mar",
                                "build", "build/archive"}
     assert "TorchServe was not running." in make("stop", cwd=project).stdout
+    down = make("status", cwd=project, check=False)
+    assert down.returncode != 0 and "TorchServe is not running" in down.stdout
