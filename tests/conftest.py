@@ -27,7 +27,9 @@ tests then still work through ``torchserve.client()``, which re-reads the key fi
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +58,24 @@ def shipped_models() -> Path:
     if missing:
         pytest.fail(f"no exported model for {missing} in {MODELS_DIR}: run make train")
     return MODELS_DIR
+
+
+def archive_variant(
+    models_dir: Path, name: str, store: Path, target: str, work: Path,
+    version: str | None = None, model_file: bytes | None = None,
+) -> Path:
+    """The model ``name`` of ``models_dir`` archived again into ``store`` as ``target``, exported
+    as ``version`` and/or with ``model_file`` as its model.pt; ``work`` holds the copies.
+    Returns the archive's path (for another version of a model, or one that cannot load)."""
+    model = work / "models" / name
+    shutil.copytree(models_dir / name, model)
+    if version is not None:
+        metadata = json.loads((model / "model.json").read_text())
+        (model / "model.json").write_text(json.dumps({**metadata, "version": version}))
+    if model_file is not None:
+        (model / "model.pt").write_bytes(model_file)
+    built = build_archive(name, model.parent, work / "store", serving_config(), work / "build")
+    return Path(shutil.copy(built, store / target))
 
 
 @contextmanager

@@ -9,7 +9,6 @@ tests/artifacts/reliability.json (tests/figures.py) for docs/reliability.md.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -20,9 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from handler.archive import build_archive
 from handler.server import MODELS, PID_FILE, TorchServe
-from tests.conftest import running_torchserve, serving_config
+from tests.conftest import archive_variant, running_torchserve
 from tests.figures import record
 from tests.load import (
     Load,
@@ -220,24 +218,12 @@ def test_predictions_are_answered_while_workers_start(own_torchserve, configured
     assert serving_state(server) == configured_state
 
 
-def archive_version(models_dir: Path, name: str, version: str, store: Path, work: Path) -> str:
-    """``name`` exported again as ``version`` and archived into ``store`` as
-    ``<name>-<version>.mar``; returns that file name."""
-    models = work / "models"
-    shutil.copytree(models_dir / name, models / name)
-    metadata = json.loads((models / name / "model.json").read_text())
-    (models / name / "model.json").write_text(json.dumps({**metadata, "version": version}))
-    built = build_archive(name, models, work / "store", serving_config(), work / "build")
-    target = f"{name}-{version}.mar"
-    shutil.copy(built, store / target)
-    return target
-
-
 def test_a_new_default_version_takes_over_under_load_without_a_failed_request(
     own_torchserve, configured_state, shipped_models, tmp_path
 ):
     server, client = own_torchserve, own_torchserve.client()
-    new = archive_version(shipped_models, "letters", "2.0", server.model_store, tmp_path)
+    new = archive_variant(shipped_models, "letters", server.model_store, "letters-2.0.mar", tmp_path,
+                          version="2.0").name
     calls = mixed_calls(models=["letters"])  # the unversioned route: /predictions/letters
     reference = answers_one_by_one(server, calls)
 

@@ -14,7 +14,6 @@ import requests
 
 from client.__main__ import main as cli
 from client.api import TorchServeClient
-from handler.archive import build_archive
 from handler.server import MODELS, TorchServe
 from tests.canvases import (
     animated_gif,
@@ -28,7 +27,7 @@ from tests.canvases import (
     transparent_sketch,
     uniform_png,
 )
-from tests.conftest import serving_config
+from tests.conftest import archive_variant, serving_config
 from tests.hostile import noise_png
 
 SEVEN = drawing_png("7")
@@ -258,14 +257,9 @@ def test_the_cli_refuses_an_archive_outside_the_model_store(torchserve, outside_
 @pytest.fixture
 def letters_v2(torchserve, shipped_models, tmp_path) -> str:
     """letters exported again as version 2.0 and archived into the model store."""
-    models = tmp_path / "models"
-    shutil.copytree(shipped_models / "letters", models / "letters")
-    metadata = json.loads((models / "letters" / "model.json").read_text())
-    (models / "letters" / "model.json").write_text(json.dumps({**metadata, "version": "2.0"}))
-    built = build_archive("letters", models, tmp_path / "store", serving_config(), tmp_path / "build")
-    archive = shutil.copy(built, torchserve.model_store / "letters-2.0.mar")
-    yield Path(archive).name
-    Path(archive).unlink()
+    archive = archive_variant(shipped_models, "letters", torchserve.model_store, "letters-2.0.mar", tmp_path, version="2.0")
+    yield archive.name
+    archive.unlink()
 
 
 def run_cli(torchserve: TorchServe, capsys, *args: str):
@@ -308,13 +302,10 @@ def test_version_lifecycle_through_the_cli(torchserve, letters_v2, capsys):
 @pytest.fixture
 def unloadable_archive(torchserve, shipped_models, tmp_path) -> str:
     """digits archived with a model file that is not TorchScript: its workers never get READY."""
-    models = tmp_path / "models"
-    shutil.copytree(shipped_models / "digits", models / "digits")
-    (models / "digits" / "model.pt").write_bytes(b"not a TorchScript archive")
-    built = build_archive("digits", models, tmp_path / "store", serving_config(), tmp_path / "build")
-    archive = shutil.copy(built, torchserve.model_store / "unloadable.mar")
-    yield Path(archive).name
-    Path(archive).unlink()
+    archive = archive_variant(shipped_models, "digits", torchserve.model_store, "unloadable.mar", tmp_path,
+                              model_file=b"not a TorchScript archive")
+    yield archive.name
+    archive.unlink()
 
 
 def test_registering_a_model_whose_workers_never_start_ends_with_a_clear_timeout(torchserve, unloadable_archive):
