@@ -1,9 +1,8 @@
 """What the benchmarks send: held-out test images, as 28x28 PNGs or drawn on 280x280 canvases.
 
-Canvases are drawn by :func:`training.evaluate.render_canvas`, the renderer of the model cards'
-canvas robustness, with the evaluation's own convention (image ``i`` on canvas style
-``CANVAS_STYLES[i % 3]``, generator seeded ``[CANVAS_SEED, i]``): canvas ``i`` sent here is the very
-canvas the evaluation drew for test image ``i``.
+Canvases are drawn by :func:`training.evaluate.canvas_png`, the function the model cards'
+canvas robustness draws with: canvas ``i`` sent here is the very canvas the evaluation drew for
+test image ``i``.
 
 Without data (no ``DATA_DIR``), the serving and handler benchmarks still need realistic drawings:
 :func:`typeset_heldout` sets each class label in PIL's font as a 28x28 glyph and the same
@@ -24,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from handler.glyph import BlankImageError
 from training.datasets import DatasetNotFound, load_recognizer_data
-from training.evaluate import CANVAS_SEED, CANVAS_STYLES, render_canvas
+from training.evaluate import canvas_png
 
 GLYPH_SIDE = 28
 
@@ -72,9 +71,8 @@ def glyph_png(image: np.ndarray) -> bytes:
 
 def _canvas(job: tuple[np.ndarray, int]) -> bytes | None:
     image, index = job
-    style = CANVAS_STYLES[index % len(CANVAS_STYLES)]
     try:
-        return render_canvas(image, style, np.random.default_rng([CANVAS_SEED, index]))
+        return canvas_png(image, index)
     except BlankImageError:  # a blank test image: nothing to draw (the evaluation feeds zeros)
         return None
 

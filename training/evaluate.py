@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from handler.glyph import BlankImageError, GlyphSettings, canvas_to_glyph, measure_stroke_width
+from training.export import write_json
 from training.labels import CLASS_NAMES
 
 CANVAS_SIZE = 280
@@ -161,23 +162,28 @@ def render_canvas(
     return buffer.getvalue()
 
 
-def _canvas_glyph(job: tuple[np.ndarray, str, int, GlyphSettings]) -> np.ndarray:
+def canvas_png(image: np.ndarray, index: int, seed: int = CANVAS_SEED) -> bytes:
+    """Canvas number ``index`` of an evaluation: ``image`` drawn in style
+    ``CANVAS_STYLES[index % 3]`` with its own generator seeded by ``(seed, index)``, so a canvas
+    depends neither on the worker count nor on how many images are drawn."""
+    style = CANVAS_STYLES[index % len(CANVAS_STYLES)]
+    return render_canvas(image, style, np.random.default_rng([seed, index]))
+
+
+def _canvas_glyph(job: tuple[np.ndarray, int, int, GlyphSettings]) -> np.ndarray:
     """Render one test image on a canvas and decode it as the handler does (uint8 glyph)."""
-    image, style, seed, settings = job
+    image, index, seed, settings = job
     try:
-        glyph = canvas_to_glyph(render_canvas(image, style, np.random.default_rng(seed)), settings)
+        glyph = canvas_to_glyph(canvas_png(image, index, seed), settings)
     except BlankImageError:  # a blank test image: the model sees zeros, as in training
         glyph = np.zeros((settings.size, settings.size), dtype=np.float32)
     return np.uint8(np.clip(glyph * 255.0 + 0.5, 0, 255))
 
 
 def canvas_glyphs(images: np.ndarray, settings: GlyphSettings, seed: int = CANVAS_SEED) -> np.ndarray:
-    """Every image drawn on a canvas and decoded by ``canvas_to_glyph``; image ``i`` gets canvas
-    style ``CANVAS_STYLES[i % 3]`` and its own seeded generator, so the result depends neither on
-    the worker count nor on how many images are drawn."""
-    jobs = (
-        (image, CANVAS_STYLES[i % len(CANVAS_STYLES)], [seed, i], settings) for i, image in enumerate(images)
-    )
+    """Every image drawn on a canvas and decoded by ``canvas_to_glyph``; image ``i`` is drawn on
+    canvas ``i`` (:func:`canvas_png`)."""
+    jobs = ((image, i, seed, settings) for i, image in enumerate(images))
     with Pool(processes=min(2, os.cpu_count() or 1)) as pool:
         glyphs = list(tqdm(pool.imap(_canvas_glyph, jobs, chunksize=256), total=len(images), desc="canvases", unit="img"))
     return np.stack(glyphs)
@@ -281,7 +287,7 @@ def evaluate_folder(
         "data": data.source,
         "training": training,
     }
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(folder / "metrics.json", metrics)
     (folder / "confusion_matrix.json").write_text(
         json.dumps({"classes": names, "rows_true_columns_predicted": matrix.tolist()}) + "\n"
     )

@@ -53,14 +53,12 @@ def export_model(
     std: float,
     source: str,
     training: dict[str, Any],
-    check_batch: torch.Tensor | None = None,
 ) -> Path:
     """Write ``model.pt``, ``index_to_name.json``, ``preprocessing.json`` and ``model.json`` into
-    ``folder``. ``check_batch`` (standardized glyphs) defaults to a fixed random batch."""
+    ``folder``; the TorchScript model is checked against the eager one on a fixed random batch."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if check_batch is None:
-        check_batch = torch.randn(16, 1, settings.size, settings.size, generator=torch.Generator().manual_seed(0))
+    check_batch = torch.randn(16, 1, settings.size, settings.size, generator=torch.Generator().manual_seed(0))
     scripted = script_model(model, check_batch)
     scripted.save(str(folder / "model.pt"))
     write_json(folder / "index_to_name.json", index_to_name(name))

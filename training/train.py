@@ -151,7 +151,8 @@ def fit(
 
     After every epoch the best state so far (by validation accuracy) and the training record are
     written to ``checkpoint``, so an interrupted run can still be exported with
-    ``--from-checkpoint``. Returns the training record of ``metrics.json``.
+    ``--from-checkpoint``. Leaves ``model`` at its best state; returns the training record of
+    ``metrics.json``.
     """
     mean, std = stats
     train_x, train_y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
@@ -188,6 +189,7 @@ def fit(
         }
         torch.save({"state_dict": best_state, "training": training, "mean": mean, "std": std}, checkpoint)
     print(f"best epoch {best_epoch}: val accuracy {best_accuracy:.4%}; trained in {seconds:.0f} s")
+    model.load_state_dict(best_state)
     return training
 
 
@@ -221,7 +223,6 @@ def main(argv: list[str] | None = None) -> None:
         training, mean, std = saved["training"], saved["mean"], saved["std"]
     else:
         training = fit(model, data, config, (mean, std), generator, checkpoint, command=" ".join(sys.argv[1:] if argv is None else argv))
-        model.load_state_dict(torch.load(checkpoint)["state_dict"])
 
     folder = Path(args.out) / args.model
     export.export_model(
