@@ -8,10 +8,11 @@ benchmarks) goes through :class:`TorchServeClient`, so token handling is written
   ``RECOGNIZER_KEY_FILE``, ``RECOGNIZER_RUN_DIR``), then the configuration ``make serve`` wrote
   into the run folder (``.run/config.properties``), then TorchServe's default ports.
 - **Keys**: TorchServe writes ``key_file.json`` (inference, management and API keys) into its run
-  folder. Inference calls send the inference key, management calls the management key, metrics
-  none. Keys expire (``token_expiration_min``) and can be rotated (``POST /token``), so on a
-  refused token the client re-reads the key file and retries once; if the key in the file has
-  expired and nobody has rotated it yet, it rotates it with the API key first.
+  folder. Inference calls send the inference key, management calls the management key (the
+  metrics port needs none). Keys expire (``token_expiration_min``) and can be rotated
+  (``POST /token``), so on a refused token the client re-reads the key file and retries once; if
+  the key in the file has expired and nobody has rotated it yet, it rotates it with the API key
+  first.
 - **Worker gone**: when the worker computing a prediction dies or is scaled down or
   unregistered, TorchServe fails that request; the client sends it again once (predictions are
   pure functions of their input), so scaling and version changes lose no prediction. (With
@@ -176,12 +177,11 @@ class TorchServeClient:
         return self._keys
 
     def request(self, api: str, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One call to ``api`` ("inference", "management" or "metrics") with the right token;
-        a refused token is renewed from the key file and the call retried once."""
+        """One call to ``api`` ("inference" or "management") with the right token; a refused
+        token is renewed from the key file and the call retried once. (The metrics port needs
+        no token: ``curl <metrics URL>/metrics``.)"""
         url = getattr(self.endpoints, api).rstrip("/") + path
         kwargs.setdefault("timeout", self.timeout)
-        if api == "metrics":
-            return self.session.request(method, url, **kwargs)
         headers = kwargs.pop("headers", {})
 
         def send(key: str) -> requests.Response:
@@ -261,8 +261,7 @@ class TorchServeClient:
     def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
         """``model``'s default version, or ``version``, or with ``"all"`` every version: their
         settings and their workers (id, pid, status)."""
-        path = f"/models/{model}" + (f"/{version}" if version else "")
-        return self.call("management", "GET", path)
+        return self.call("management", "GET", model_path(model, version))
 
     def register(
         self, archive: str, model_name: str | None = None, timeout: float = 120.0, **params: Any
@@ -292,8 +291,8 @@ class TorchServeClient:
     ) -> dict[str, Any]:
         """Run exactly ``workers`` workers for ``model`` (default version) and wait until they are
         READY (polling, for the reason given in :meth:`register`)."""
-        path = f"/models/{model}" + (f"/{version}" if version else "")
-        self.call("management", "PUT", path, params={"min_worker": workers, "max_worker": workers})
+        params = {"min_worker": workers, "max_worker": workers}
+        self.call("management", "PUT", model_path(model, version), params=params)
         ready = self.wait_for_workers(model, version, workers, timeout)
         return {"status": f"{model} {ready['modelVersion']} runs {workers} workers, all READY"}
 
@@ -337,23 +336,18 @@ class TorchServeClient:
         out), so this first waits until the version has had no pending request for ``quiet``
         seconds (at most ``timeout``): after ``set_default`` to another version, the old one
         drains in milliseconds and no request is lost."""
-        path = f"/models/{model}" + (f"/{version}" if version else "")
         deadline = time.monotonic() + timeout
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < quiet and time.monotonic() < deadline:
             time.sleep(0.1)
-            if self.call("management", "GET", path)[0]["jobQueueStatus"]["pendingRequests"]:
+            if self.describe(model, version)[0]["jobQueueStatus"]["pendingRequests"]:
                 idle_since = time.monotonic()
-        return self.call("management", "DELETE", path)
+        return self.call("management", "DELETE", model_path(model, version))
 
-    # -- metrics ---------------------------------------------------------------------------------
 
-    def metrics(self) -> str:
-        """The Prometheus text exposition of the metrics port (no token needed)."""
-        response = self.request("metrics", "GET", "/metrics")
-        if not response.ok:
-            raise ServingError.from_response(response)
-        return response.text
+def model_path(model: str, version: str | None = None) -> str:
+    """The management API's path of ``model`` (its default version) or of one ``version``."""
+    return f"/models/{model}" + (f"/{version}" if version else "")
 
 
 def is_worker_gone(response: requests.Response) -> bool:
