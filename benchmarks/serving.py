@@ -17,11 +17,8 @@ its figures are TorchServe's own floor on this machine, measured in the same run
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import psutil
-import yaml
 
 from benchmarks.loadgen import PERCENTILES, LoadResult, Target, run_load
 from benchmarks.profile import LoadProfile, SweepProfile
 from client.api import read_properties
-from handler.archive import build_archive, model_config
+from handler.archive import build_archive, model_config, run_archiver
 from handler.server import PORT_NAMES, TorchServe, free_ports
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -51,17 +47,7 @@ def build_noop_archive(name: str, model_store: Path, settings: dict[str, Any], b
     build_dir.mkdir(parents=True, exist_ok=True)
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=build_dir) as stage:
-        config_file = Path(stage, "model-config.yaml")
-        config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
-        env = {"TMPDIR": stage, "TEMP": stage, "TMP": stage}  # the archiver's scratch files
-        subprocess.run(
-            [
-                sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name,
-                "--version", "1.0", "--handler", str(NOOP_HANDLER), "--config-file", str(config_file),
-                "--export-path", str(model_store), "--force",
-            ],
-            check=True, env={**os.environ, **env}, stderr=subprocess.DEVNULL,
-        )
+        run_archiver(name, "1.0", NOOP_HANDLER, settings, model_store, Path(stage))
     return model_store / f"{name}.mar"
 
 

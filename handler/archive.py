@@ -85,20 +85,32 @@ def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, A
         shutil.copy2(PROJECT / "handler" / module, extra / "handler" / module)
     for metadata in METADATA_FILES:
         shutil.copy2(model_dir / metadata, extra / metadata)
+    run_archiver(
+        name, model_version(model_dir), extra / "handler" / "recognizer.py", settings, model_store, stage,
+        "--serialized-file", str(model_dir / MODEL_FILE), "--extra-files", str(extra),
+    )
+
+
+def run_archiver(
+    name: str, version: str, handler: Path, settings: dict[str, Any], model_store: Path, stage: Path,
+    *options: str,
+) -> None:
+    """Run torch-model-archiver: ``model_store/<name>.mar`` with ``handler``, ``settings`` as its
+    model-config.yaml and the archiver's further ``options`` (``--serialized-file``, ...). The
+    config file and the archiver's scratch files go into ``stage``, not /tmp."""
     config_file = stage / "model-config.yaml"
     config_file.write_text(yaml.safe_dump(settings, sort_keys=False))
-    tmp = stage / "tmp"  # the archiver stages files in the temp folder: keep them out of /tmp
+    tmp = stage / "tmp"
     tmp.mkdir()
     command = [
         sys.executable, "-c", ARCHIVER,
         "--model-name", name,
-        "--version", model_version(model_dir),
-        "--serialized-file", str(model_dir / MODEL_FILE),
-        "--handler", str(extra / "handler" / "recognizer.py"),
-        "--extra-files", str(extra),
+        "--version", version,
+        "--handler", str(handler),
         "--config-file", str(config_file),
         "--export-path", str(model_store),
         "--force",
+        *options,
     ]
     env = {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "TMP": str(tmp)}
     subprocess.run(command, check=True, env=env)
