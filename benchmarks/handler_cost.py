@@ -116,19 +116,16 @@ def whole_request(handler: RecognizerHandler, canvases: list[bytes], repeats: in
 
 
 def measure(
-    models_dir: Path,
-    models: Sequence[str],
+    handlers: dict[str, RecognizerHandler],
     canvases: dict[str, list[bytes]],
-    serving_config: dict[str, Any],
     repeats: int,
     batch_sizes: Sequence[int],
     forward_seconds: float,
 ) -> dict[str, Any]:
-    """Every figure for each model in ``models`` on its own canvases, and the preprocessing of all
-    canvases together (what ``preprocess_ms_per_image`` reports)."""
-    handlers = {name: worker_handler(models_dir / name, name, serving_config) for name in models}
-    every_canvas = [png for name in models for png in canvases[name]]
-    first = handlers[models[0]]  # the glyph settings are shared; any model's handler will do
+    """Every figure for each model's handler (:func:`worker_handler`) on its own canvases, and the
+    preprocessing of all canvases together (what ``preprocess_ms_per_image`` reports)."""
+    every_canvas = [png for name in handlers for png in canvases[name]]
+    first = next(iter(handlers.values()))  # the glyph settings are shared; any model's handler will do
     result: dict[str, Any] = {
         "torch_threads": torch.get_num_threads(),
         "all_canvases": preprocessing(first, every_canvas, repeats),

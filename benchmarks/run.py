@@ -112,8 +112,9 @@ def drawings(models_dir: Path, data_dir: Path | None) -> tuple[dict[str, HeldOut
     return heldout, for_speed
 
 
-def sendable_canvases(source: HeldOut, count: int) -> list[bytes]:
-    return [png for png in canvas_pngs(source.images, range(count)) if png is not None]
+def sendable(canvases: list[bytes | None]) -> list[bytes]:
+    """The canvases of :func:`canvas_pngs` that can be sent (a blank test image has none)."""
+    return [png for png in canvases if png is not None]
 
 
 def headline(
@@ -177,13 +178,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with phase("drawings"):
         heldout, for_speed = drawings(models_dir, data_dir)
         per_model = max(1, profile.handler.canvases // len(MODELS))
-        in_process = {name: sendable_canvases(for_speed[name], per_model) for name in MODELS}
-        canvases = {name: sendable_canvases(for_speed[name], profile.serving.canvases_per_model) for name in MODELS}
+        drawn = {name: canvas_pngs(for_speed[name].images, range(max(per_model, profile.serving.canvases_per_model)))
+                 for name in MODELS}  # canvas i is the same whichever count asks for it: draw once
+        in_process = {name: sendable(drawn[name][:per_model]) for name in MODELS}
+        canvases = {name: sendable(drawn[name][: profile.serving.canvases_per_model]) for name in MODELS}
     results["drawings"] = {name: source.source for name, source in for_speed.items()}
 
     with phase("handler in process"):
+        handlers = {name: handler_cost.worker_handler(models_dir / name, name, config) for name in MODELS}
         handler = handler_cost.measure(
-            models_dir, MODELS, in_process, config, profile.handler.repeats,
+            handlers, in_process, profile.handler.repeats,
             profile.handler.forward_batch_sizes, profile.handler.forward_seconds,
         )
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             with phase("accuracy over HTTP"):
                 results["accuracy"] = {
                     name: accuracy.evaluate_model(
-                        bench.target(name), handler_cost.worker_handler(models_dir / name, name, config),
+                        bench.target(name), handlers[name],
                         models_dir / name, heldout[name], profile.accuracy.images,
                         profile.accuracy.canvases, profile.accuracy.concurrency,
                     ) if heldout[name] is not None else f"skipped: no test data for {name} under DATA_DIR ({data_dir})"
