@@ -58,7 +58,7 @@ def _handler_labels(handler: RecognizerHandler, bodies: list[bytes], batch_size:
     labels = []
     for start in range(0, len(bodies), batch_size):
         batch = handler.inference(handler.preprocess([{"body": body} for body in bodies[start : start + batch_size]]))
-        predicted = iter(batch.probabilities.argmax(dim=1).tolist() if batch.glyphs else ())
+        predicted = iter(batch.probabilities.argmax(dim=1).tolist())
         labels += [UNANSWERED if isinstance(outcome, InputError) else next(predicted) for outcome in batch.outcomes]
     return np.asarray(labels, dtype=np.int64)
 

@@ -95,9 +95,9 @@ class RecognizerHandler(BaseHandler):
 
     @timed
     def inference(self, batch: Batch) -> Batch:
-        """One forward pass over every request of the batch that has a glyph."""
+        """One forward pass over every request of the batch that has a glyph (none: no rows)."""
         if not batch.glyphs:
-            return batch
+            return replace(batch, probabilities=torch.empty(0, len(self.classes)))
         with torch.inference_mode():
             probabilities = torch.softmax(self.model(batch.inputs.to(self.device)), dim=1).cpu()
         return replace(batch, probabilities=probabilities)
@@ -107,7 +107,7 @@ class RecognizerHandler(BaseHandler):
         """One JSON document per request, in order: a prediction, or that request's error with
         its own HTTP status. ``X-Batch-Size`` tells how many requests shared the forward pass
         (batching is TorchServe's decision; the header makes it visible to tests and benchmarks)."""
-        predictions = iter(zip(batch.glyphs, batch.probabilities if batch.glyphs else ()))
+        predictions = iter(zip(batch.glyphs, batch.probabilities))
         responses = []
         for index, outcome in enumerate(batch.outcomes):
             self.context.set_response_content_type(index, JSON_TYPE)
