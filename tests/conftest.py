@@ -19,6 +19,8 @@ What the fixture gives (a :class:`handler.server.TorchServe`):
 
 ``running_torchserve(run_dir, model_store, models, config)`` starts a private one the same way
 (for tests that break or reconfigure a server), stopped when its ``with`` block ends.
+``archive_variant`` archives another version of a model (or one that cannot load), and
+``make(...)`` runs a Makefile target as a user does.
 
 Tests that change the server (register, scale, rotate keys) must leave it as they found it:
 the three models at version 1.0 with their configured workers. A test may rotate keys: other
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,7 +47,19 @@ from handler.server import CONFIG, MODELS, PORT_NAMES, TorchServe, free_ports
 PROJECT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("MODELS_DIR") or PROJECT / "models").resolve()
 SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
+VENV = Path(os.environ.get("VIRTUAL_ENV") or PROJECT / ".venv")
 
+
+def make(*args: str, cwd: Path = PROJECT, check: bool = True) -> subprocess.CompletedProcess:
+    """``make args`` in ``cwd`` with this virtualenv, as a user runs it; fails the test on an
+    error unless ``check`` is false."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", f"VENV={VENV}", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"make {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def serving_config() -> dict:

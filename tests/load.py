@@ -48,14 +48,31 @@ class Call:
 
     def kwargs(self) -> dict[str, Any]:
         """``requests`` keyword arguments that send this call's body."""
-        image = DRAWINGS[self.drawing]
-        text = base64.b64encode(image).decode("ascii")
-        return {
-            "raw": lambda: {"data": image, "headers": {"Content-Type": "image/png"}},
-            "multipart": lambda: {"files": {"data": ("drawing.png", image, "image/png")}},
-            "json-base64": lambda: {"json": {"image": text}},
-            "json-data-url": lambda: {"json": {"image": f"data:image/png;base64,{text}"}},
-        }[self.shape]()
+        return body_kwargs(DRAWINGS[self.drawing], self.shape)
+
+
+def body_kwargs(image: bytes, shape: str, **options: Any) -> dict[str, Any]:
+    """``requests`` keyword arguments that send ``image`` in one of the four ``SHAPES``;
+    ``options`` (e.g. ``top_k``) go into the JSON shapes' documents."""
+    if shape == "raw":
+        return {"data": image, "headers": {"Content-Type": "image/png"}}
+    if shape == "multipart":
+        return {"files": {"data": ("drawing.png", image, "image/png")}}
+    text = base64.b64encode(image).decode("ascii")
+    value = {"json-base64": text, "json-data-url": f"data:image/png;base64,{text}"}[shape]
+    return {"json": {"image": value, **options}}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def post(server: TorchServe, path: str, timeout: float = 30, **kwargs: Any) -> requests.Response:
+    """A raw call to the inference API with the current inference key (read at call time,
+    since another test may have rotated it)."""
+    client = server.client()
+    headers = {**bearer(client.keys.inference), **kwargs.pop("headers", {})}
+    return requests.post(client.endpoints.inference + path, headers=headers, timeout=timeout, **kwargs)
 
 
 def mixed_calls(models: Iterable[str] = MODELS, shapes: Iterable[str] = SHAPES) -> list[Call]:

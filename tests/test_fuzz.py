@@ -22,6 +22,7 @@ from tests import hostile
 from tests.canvases import png_with_declared_size
 from tests.figures import record
 from tests.conftest import SERVING_CONFIG
+from tests.load import all_worker_pids, post
 
 LIMITS = ImageLimits(**yaml.safe_load(SERVING_CONFIG.read_text())["defaults"]["handler"]["limits"])
 IN_PROCESS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -108,28 +109,23 @@ def test_huge_dimensions_are_refused_before_a_pixel_is_decoded(monkeypatch, fmt,
 # -- over HTTP ------------------------------------------------------------------------------------
 
 
-def worker_pids(torchserve) -> dict[str, list[int]]:
-    return {model: torchserve.worker_pids(model) for model in MODELS}
-
-
-def post(torchserve, model: str, **kwargs) -> requests.Response:
+def predict(torchserve, model: str, **kwargs) -> requests.Response:
     """A prediction request with the current inference key (another test may have rotated it)."""
-    headers = {"Authorization": f"Bearer {torchserve.client().keys.inference}", **kwargs.pop("headers", {})}
-    return requests.post(f"{torchserve.endpoints.inference}/predictions/{model}", headers=headers, timeout=60, **kwargs)
+    return post(torchserve, f"/predictions/{model}", timeout=60, **kwargs)
 
 
 HTTP_SAMPLE = 150  # requests: a bounded sample of the in-process properties
 
 
 def test_a_sample_of_hostile_requests_never_gets_a_5xx_nor_restarts_a_worker(torchserve):
-    before = worker_pids(torchserve)
+    before = all_worker_pids(torchserve)
     statuses: dict[int, int] = {}
 
     @settings(max_examples=HTTP_SAMPLE, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     @given(request=hostile.http_requests(), model=st.sampled_from(MODELS))
     def send(request: hostile.HttpRequest, model: str) -> None:
-        response = post(torchserve, model, **request.requests_kwargs())
+        response = predict(torchserve, model, **request.requests_kwargs())
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
         assert response.status_code < 500, (request, response.text)
         assert response.status_code in (200, 400, 413), response.text
@@ -137,7 +133,7 @@ def test_a_sample_of_hostile_requests_never_gets_a_5xx_nor_restarts_a_worker(tor
         assert ("label" in body) if response.status_code == 200 else (body["code"] == response.status_code)
 
     send()
-    assert worker_pids(torchserve) == before
+    assert all_worker_pids(torchserve) == before
     record("fuzz_http", {"requests": sum(statuses.values()), "statuses": statuses,
                          "worker_restarts": 0})
 
@@ -147,7 +143,7 @@ def test_a_sample_of_hostile_requests_never_gets_a_5xx_nor_restarts_a_worker(tor
 def test_pathological_json_gets_400_not_503(torchserve, document):
     """Deep nesting and over-long numbers once escaped the handler as RecursionError and
     ValueError: TorchServe answered 503 for the whole batch."""
-    response = post(torchserve, "digits", data=document, headers={"Content-Type": "application/json"})
+    response = predict(torchserve, "digits", data=document, headers={"Content-Type": "application/json"})
     assert response.status_code == 400, response.text
     assert response.json()["type"] == "InputError"
 
@@ -155,7 +151,7 @@ def test_pathological_json_gets_400_not_503(torchserve, document):
 @pytest.mark.parametrize("fmt", ["BMP", "GIF", "JPEG", "WEBP"])
 def test_huge_dimensions_in_any_format_get_400_over_http(torchserve, fmt):
     before = torchserve.worker_pids("digits")
-    response = post(torchserve, "digits", data=hostile.declared_size(fmt, 20000 if fmt != "WEBP" else 16000, 16000))
+    response = predict(torchserve, "digits", data=hostile.declared_size(fmt, 20000 if fmt != "WEBP" else 16000, 16000))
     assert response.status_code == 400 and "scale the drawing down" in response.json()["message"]
     assert torchserve.worker_pids("digits") == before
 
@@ -169,7 +165,7 @@ def test_any_body_over_max_request_size_gets_413_from_torchserve(torchserve, how
     filler = "A" * MAX_REQUEST
     kwargs = {"files": {"data": ("big.png", filler.encode(), "image/png")}} if how == "multipart" else {
         "json": {"image": filler}}
-    response = post(torchserve, "digits", **kwargs)
+    response = predict(torchserve, "digits", **kwargs)
     assert response.status_code == 413
     assert torchserve.worker_pids("digits") == before
 
@@ -178,5 +174,5 @@ def test_an_image_at_the_byte_limit_sent_as_base64_json_fits_in_a_request(torchs
     """max_request_size leaves room for base64: the handler, not TorchServe, judges the image."""
     image = hostile.noise_png(1150)
     assert LIMITS.max_bytes * 0.9 < len(image) <= LIMITS.max_bytes
-    response = post(torchserve, "digits", json={"image": hostile.image_text(image, "base64")})
+    response = predict(torchserve, "digits", json={"image": hostile.image_text(image, "base64")})
     assert response.status_code in (200, 400), response.text  # noise: an answer or "blank"

@@ -4,7 +4,6 @@ and ``make stop`` do, run as a user runs them."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,9 +17,8 @@ import yaml
 
 from handler.archive import build_archive, model_config
 from handler.server import JAVA_INSTALL, MODELS, PORT_NAMES, ServerError, TorchServe
-from tests.conftest import PROJECT, free_ports, serving_config
+from tests.conftest import PROJECT, free_ports, make, serving_config
 
-VENV = Path(os.environ.get("VIRTUAL_ENV") or PROJECT / ".venv")
 
 
 def test_an_archive_holds_the_model_the_handler_package_and_its_config(shipped_models, tmp_path):
@@ -49,16 +47,6 @@ def test_per_model_settings_override_the_defaults():
               "models": {"digits": {"minWorkers": 1, "handler": {"top_k": 3}}}}
     assert model_config(config, "digits") == {"minWorkers": 1, "handler": {"torch_threads": 1, "top_k": 3}}
     assert model_config(config, "letters") == {"minWorkers": 2, "handler": {"torch_threads": 1, "top_k": 5}}
-
-
-def make(*args: str, cwd: Path = PROJECT, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["make", "--no-print-directory", f"VENV={VENV}", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=600,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"make {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def test_make_archive_rebuilds_only_what_changed(shipped_models, tmp_path):

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from handler.server import MODELS, PID_FILE, TorchServe
-from tests.conftest import archive_variant, running_torchserve
+from tests.conftest import archive_variant, make, running_torchserve
 from tests.figures import record
 from tests.load import (
     Load,
@@ -32,7 +32,6 @@ from tests.load import (
     serving_state,
     wait_until,
 )
-from tests.test_lifecycle import make
 
 pytestmark = pytest.mark.slow
 

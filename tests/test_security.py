@@ -18,23 +18,21 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import psutil
 import pytest
 import requests
 
+from client.api import read_properties
 from handler.server import MODELS, TorchServe
 from tests.canvases import drawing_png
 from tests.conftest import PROJECT
 from tests.figures import record
-from tests.load import serving_state
+from tests.load import bearer, serving_state
 
 SEVEN = drawing_png("7")
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def refused(response: requests.Response) -> bool:
@@ -187,10 +185,10 @@ def test_registration_urls_outside_the_model_store_are_refused_without_being_fet
 
 def configured_ports(server: TorchServe) -> set[int]:
     """The five ports of the run's config.properties (HTTP APIs and gRPC)."""
-    properties = (server.run_dir / "config.properties").read_text()
-    addresses = re.findall(r"^(?:inference|management|metrics)_address=\S+:(\d+)$", properties, re.M)
-    grpc = re.findall(r"^grpc_(?:inference|management)_port=(\d+)$", properties, re.M)
-    return {int(port) for port in addresses + grpc}
+    properties = read_properties(server.properties_file)
+    addresses = [urlsplit(properties[f"{api}_address"]).port for api in ("inference", "management", "metrics")]
+    grpc = [int(properties[f"grpc_{api}_port"]) for api in ("inference", "management")]
+    return {*addresses, *grpc}
 
 
 def ipv4(address: str) -> str:

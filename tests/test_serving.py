@@ -7,6 +7,7 @@ import base64
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,19 +30,9 @@ from tests.canvases import (
 )
 from tests.conftest import archive_variant, serving_config
 from tests.hostile import noise_png
+from tests.load import SHAPES, bearer, body_kwargs, post
 
 SEVEN = drawing_png("7")
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def post(server: TorchServe, path: str, **kwargs) -> requests.Response:
-    """A raw call to the inference API with the current inference key (read at call time,
-    since another test may have rotated it)."""
-    headers = {**bearer(server.client().keys.inference), **kwargs.pop("headers", {})}
-    return requests.post(server.endpoints.inference + path, headers=headers, timeout=30, **kwargs)
 
 
 def check_prediction(body: dict, model: str, classes: int) -> None:
@@ -55,12 +46,7 @@ def check_prediction(body: dict, model: str, classes: int) -> None:
 
 CLASSES = {"digits": 10, "letters": 26, "balanced": 47}
 B64 = base64.b64encode(SEVEN).decode()
-BODIES = {
-    "raw": lambda: {"data": SEVEN, "headers": {"Content-Type": "image/png"}},
-    "multipart": lambda: {"files": {"data": ("drawing.png", SEVEN, "image/png")}},
-    "json-base64": lambda: {"json": {"image": B64, "top_k": 3}},
-    "json-data-url": lambda: {"json": {"image": f"data:image/png;base64,{B64}", "top_k": 3}},
-}
+BODIES = {shape: partial(body_kwargs, SEVEN, shape, top_k=3) for shape in SHAPES}
 
 
 @pytest.mark.parametrize("model", MODELS)
