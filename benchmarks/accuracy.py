@@ -50,7 +50,7 @@ def _served_labels(target: Target, bodies: list[bytes], classes: list[str], conc
         else:
             labels.append(UNANSWERED)
             errors[f"{response.status} {body.get('type', '')}".strip()] += 1
-    return np.asarray(labels, dtype=np.int64), Counter(errors)
+    return np.asarray(labels, dtype=np.int64), errors
 
 
 def _handler_labels(handler: RecognizerHandler, bodies: list[bytes], batch_size: int = 32) -> np.ndarray:

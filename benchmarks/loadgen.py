@@ -28,12 +28,12 @@ class Target:
     path: str  # e.g. /predictions/digits
     key: str
 
-    def encode(self, body: bytes, content_type: str = "image/png") -> bytes:
+    def encode(self, body: bytes) -> bytes:
         """One complete raw-body request, as ``curl -T drawing.png`` sends it."""
         netloc = urlsplit(self.url).netloc
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {netloc}\r\nAuthorization: Bearer {self.key}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode("ascii") + body
 

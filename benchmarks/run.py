@@ -39,6 +39,7 @@ from benchmarks.heldout import HeldOut, canvas_pngs, load_heldout, typeset_heldo
 from benchmarks.profile import Goal, Profile, load_goals
 from benchmarks.report import update_readme
 from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
+from handler.archive import model_version
 from handler.server import MODELS
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -93,9 +94,8 @@ def model_files(models_dir: Path) -> dict[str, Any]:
     described = {"folder": str(models_dir)}
     for name in MODELS:
         model = models_dir / name
-        version = json.loads((model / "model.json").read_text())["version"]
         digest = hashlib.sha256((model / "model.pt").read_bytes()).hexdigest()[:12]
-        described[name] = {"version": version, "model_pt_sha256": digest}
+        described[name] = {"version": model_version(model), "model_pt_sha256": digest}
     return described
 
 

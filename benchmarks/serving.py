@@ -122,14 +122,14 @@ def summarize(runs: list[LoadResult], baseline: list[LoadResult] | None) -> dict
     batch_sizes = [run.mean_batch_size for run in runs if run.mean_batch_size is not None]
     if batch_sizes:
         summary["mean_batch_size"] = round(statistics.median(batch_sizes), 2)
+    ours = [run.summary() for run in runs]
     for figure in FIGURES:
-        summary[figure], summary[f"{figure}_spread"] = _median_spread(
-            [run.summary()[figure] for run in runs]
-        )
+        summary[figure], summary[f"{figure}_spread"] = _median_spread([run[figure] for run in ours])
     if baseline is not None:
+        base = [run.summary() for run in baseline]
         ratios = {}
         for figure in RATIOS:
-            paired = [ours.summary()[figure] / base.summary()[figure] for ours, base in zip(runs, baseline)]
+            paired = [mine[figure] / theirs[figure] for mine, theirs in zip(ours, base)]
             ratios[figure], ratios[f"{figure}_spread"] = _median_spread(paired)
         summary["ratio_to_baseline"] = ratios
     return summary
@@ -169,12 +169,13 @@ def memory(server: TorchServe) -> dict[str, Any]:
         for worker in version["workers"]
     }
     jvm, workers, other = 0.0, {}, []
+    jvm_pid = server.pid()
     for process in server.processes():
         try:
             rss = round(process.memory_info().rss / 2**20, 1)
         except psutil.Error:
             continue
-        if process.pid == server.pid():
+        if process.pid == jvm_pid:
             jvm = rss
         elif process.pid in owner:
             workers.setdefault(owner[process.pid], []).append(rss)

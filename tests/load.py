@@ -199,10 +199,11 @@ class Load:
         if len(latencies) >= 2:
             cuts = statistics.quantiles(latencies, n=100)
             percentiles = {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1), "max": round(latencies[-1], 1)}
-        return Report(sent=len(self.outcomes), failed=len(self.failures()),
+        failures = self.failures()
+        return Report(sent=len(self.outcomes), failed=len(failures),
                       seconds=self.stopped - self.started, statuses=statuses, latency_ms=percentiles,
                       retried=sum(client.retried for client in self._clients),
-                      failures=[self.describe(o) for o in self.failures()[:5]])
+                      failures=[self.describe(o) for o in failures[:5]])
 
     def describe(self, outcome: Outcome) -> dict[str, Any]:
         """A failed request for the record: what, when (seconds into the run), how long."""
