@@ -254,6 +254,13 @@ def _subset(images: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> Split:
     return Split(images[mask], labels[mask])
 
 
+def _hold_out(train: Split, fraction: float) -> tuple[Split, Split]:
+    """An official training set less a random ``fraction`` (fixed seed), and that fraction, which
+    becomes the validation split."""
+    keep, val = random_split(len(train), fraction)
+    return _subset(train.images, train.labels, keep), _subset(train.images, train.labels, val)
+
+
 def load_recognizer_data(
     recognizer: str, root: str | os.PathLike, npz: str | os.PathLike | None = None, val_fraction: float = 0.1
 ) -> RecognizerData:
@@ -266,27 +273,23 @@ def load_recognizer_data(
     root = Path(root)
     if recognizer == "digits":
         train, test = load_mnist(root)
-        keep, val = random_split(len(train), val_fraction)
+        train, val = _hold_out(train, val_fraction)
         return RecognizerData(
-            Split(train.images[keep], train.labels[keep]),
-            Split(train.images[val], train.labels[val]),
-            test,
-            f"MNIST: {len(keep)} training and {len(val)} validation images from the official "
+            train, val, test,
+            f"MNIST: {len(train)} training and {len(val)} validation images from the official "
             f"training set; the official {len(test)} test images",
         )
     if recognizer not in ("letters", "balanced"):
         raise ValueError(f"unknown recognizer {recognizer!r}: choose digits, letters or balanced")
 
-    emnist_raw = Path(root) / "EMNIST" / "raw"
+    emnist_raw = root / "EMNIST" / "raw"
     if _find_raw(emnist_raw, f"emnist-{recognizer}-train-images-idx3-ubyte"):
         train, test = load_emnist(root, recognizer)
         if recognizer == "letters":
             train.labels, test.labels = L.emnist_letters_to_index(train.labels), L.emnist_letters_to_index(test.labels)
-        keep, val = random_split(len(train), val_fraction)
+        train, val = _hold_out(train, val_fraction)
         return RecognizerData(
-            Split(train.images[keep], train.labels[keep]),
-            Split(train.images[val], train.labels[val]),
-            test,
+            train, val, test,
             f"EMNIST {recognizer}: official training set (10% held out for validation) and official test set",
         )
 
@@ -294,7 +297,7 @@ def load_recognizer_data(
     if npz_path is None:
         raise DatasetNotFound(
             f"no data for {recognizer}: neither EMNIST {recognizer} under {emnist_raw} nor an .npz "
-            f"under {Path(root) / 'FEMNIST'}. Point DATA_DIR at a folder that holds one of them "
+            f"under {root / 'FEMNIST'}. Point DATA_DIR at a folder that holds one of them "
             "(on the project's machines: DATA_DIR=../shared/datasets)."
         )
     images, byclass, writers = load_npz(npz_path)
