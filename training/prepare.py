@@ -19,6 +19,7 @@ import numpy as np
 from handler.glyph import GlyphSettings
 from training.datasets import RecognizerData, Split, load_recognizer_data, normalize_images
 from training.evaluate import canvas_glyphs
+from training.pen import PenData, prepare_pen
 
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
@@ -27,7 +28,8 @@ DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 class PreparedData:
     """Normalized splits (uint8 glyphs, divide by 255) plus the raw test images, which the canvas
     robustness check draws onto canvases the way people draw. ``train_canvas``, when asked for,
-    holds each training image drawn on a canvas and decoded as the handler does (same order)."""
+    holds each training image drawn on a canvas and decoded as the handler does (same order);
+    ``pen``, when asked for, the pen-stroke data split by writer (:mod:`training.pen`)."""
 
     train: Split
     val: Split
@@ -35,6 +37,7 @@ class PreparedData:
     raw_test: np.ndarray
     source: str
     train_canvas: np.ndarray | None = None
+    pen: PenData | None = None
 
 
 def _limited(split: Split, limit: int | None) -> Split:
@@ -56,10 +59,12 @@ def prepare(
     limit: int | None = None,
     cache_dir: str | os.PathLike = DEFAULT_CACHE,
     canvas_seed: int | None = None,
+    pen_variants: int | None = None,
 ) -> PreparedData:
     """Load a recognizer's splits from ``data_dir``, keep the first ``limit`` images of each
     (for smoke tests), and normalize them, from the cache when possible. With ``canvas_seed``,
-    also draw every training image on a canvas (``training.evaluate.canvas_glyphs``, seeded)."""
+    also draw every training image on a canvas (``training.evaluate.canvas_glyphs``, seeded);
+    with ``pen_variants``, also the pen data under ``data_dir`` (:func:`training.pen.prepare_pen`)."""
     data = load_recognizer_data(recognizer, data_dir)
     data = RecognizerData(*(_limited(s, limit) for s in (data.train, data.val, data.test)), data.source)
     key = _cache_key(recognizer, data, settings)
@@ -82,6 +87,7 @@ def prepare(
         else:
             train_canvas = canvas_glyphs(data.train.images, settings, seed=canvas_seed)
             _save(canvas_path, {"train": train_canvas})
+    pen = None if pen_variants is None else prepare_pen(data_dir, settings, pen_variants, cache_dir, limit)
     return PreparedData(
         Split(glyphs["train"], data.train.labels),
         Split(glyphs["val"], data.val.labels),
@@ -89,6 +95,7 @@ def prepare(
         data.test.images,
         data.source,
         train_canvas,
+        pen,
     )
 
 

@@ -1,0 +1,81 @@
+"""Specification of training/pen.py and training/nonchars.py: pen data split by writer, drawn and
+decoded by the handler's code, labelled for each recognizer; non-characters that are none of the
+recognizers' characters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from handler.glyph import GlyphSettings
+from training.labels import CLASS_NAMES
+from training.nonchars import KINDS, NOT_DIGIT_LETTERS, nonchar
+from training.pen import prepare_pen, recognizer_split, sample_classes, split_writers
+from training.strokes import PenSample
+from tests.test_strokes import write_jsonl
+
+
+def sample(label: str, writer: str, kind: str | None = None) -> PenSample:
+    kind = kind or ("digit" if label.isdigit() else "uppercase" if label.isupper() else "lowercase")
+    site = writer.split("/")[0]
+    angle = (ord(label) % 12) * np.pi / 12
+    line = np.array([[0.0, 0.0], [100 * np.cos(angle), 100 * np.sin(angle) + 30]])
+    return PenSample(f"{writer}/{label}", kind, label, site, writer, (line,))
+
+
+def test_no_writer_is_in_two_parts_and_every_sample_is_in_one():
+    samples = [sample(d, f"s{w % 3}/w{w}") for w in range(60) for d in "0123456789"]
+    parts = split_writers(samples)
+    writers = {part: {s.writer for s in kept} for part, kept in parts.items()}
+    assert not (writers["train"] & writers["val"]) and not (writers["train"] & writers["test"])
+    assert not (writers["val"] & writers["test"])
+    assert sum(len(kept) for kept in parts.values()) == len(samples)
+    assert len(writers["test"]) == len(writers["val"]) == 9  # 15% of 60 writers each
+
+
+def test_each_recognizer_labels_the_samples_it_can_use():
+    samples = [sample("7", "a/w1"), sample("K", "a/w1"), sample("O", "a/w1"), sample("g", "a/w1"), sample("c", "a/w1")]
+    digits = sample_classes("digits", samples)
+    assert digits.tolist() == [7, 10, -1, -1, -1]  # K looks like no digit: the reject class; O is skipped
+    letters = sample_classes("letters", samples)
+    assert letters.tolist() == [-1, 10, 14, 6, 2]  # case merged
+    balanced = sample_classes("balanced", samples)
+    names = CLASS_NAMES["balanced"]
+    assert [names[i] for i in balanced] == ["7", "K", "O", "g", "C"]  # EMNIST Balanced merges c into C
+
+
+def test_non_characters_take_turns_and_are_reproducible():
+    kinds = [nonchar(i, seed=1)[0] for i in range(8)]
+    assert kinds == list(KINDS) * 2
+    first, again = nonchar(5, seed=1)[1], nonchar(5, seed=1)[1]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not set(NOT_DIGIT_LETTERS) & set("BDGIJLOQSTZ")  # letters some way of writing a digit resembles
+
+
+def test_pen_data_is_drawn_cached_and_split_into_recognizer_classes(tmp_path):
+    records = [
+        {"id": f"{w}/{d}", "kind": "digit", "label": d, "contributor": "s", "writer_id": f"w{w}",
+         "strokes": [[[0, 0], [int(d) * 10 + 5, 100]]]}
+        for w in range(20) for d in "0123456789"
+    ]
+    (tmp_path / "UNIPEN-dev").mkdir()
+    write_jsonl(tmp_path / "UNIPEN-dev" / "tiny.jsonl", records)
+    pen = prepare_pen(tmp_path, GlyphSettings(), variants=2, cache_dir=tmp_path / "cache", limit=40)
+    train = pen.parts["train"]
+    assert len(train.samples) == 40 and len(train.glyphs) == 40 * 2 + 40  # 2 drawings each + 40 non-characters
+    assert train.glyphs.dtype == np.uint8 and train.glyphs.shape[1:] == (28, 28)
+    assert (train.glyphs.reshape(len(train.glyphs), -1).max(1) == 255).all()  # every canvas decoded to ink
+    assert len(pen.parts["test"].glyphs) == 3 * len(pen.parts["test"].samples) + 40  # one canvas per style
+    split = recognizer_split("digits", train)
+    assert (split.labels == 10).sum() == 40 and set(split.labels[split.labels < 10]) <= set(range(10))
+    cached = list((tmp_path / "cache" / "pen").glob("*.npz"))
+    assert len(cached) == 1
+    again = prepare_pen(tmp_path, GlyphSettings(), variants=2, cache_dir=tmp_path / "cache", limit=40)
+    assert np.array_equal(again.parts["train"].glyphs, train.glyphs)
+
+
+def test_no_pen_data_is_a_clear_error(tmp_path):
+    from training.datasets import DatasetNotFound
+
+    with pytest.raises(DatasetNotFound, match="pen: 0"):
+        prepare_pen(tmp_path, GlyphSettings(), variants=1, cache_dir=tmp_path / "cache")
