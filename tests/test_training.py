@@ -28,7 +28,7 @@ from training.model import GlyphNet
 
 EXPORTED_FILES = {
     "model.pt", "index_to_name.json", "preprocessing.json", "model.json",
-    "metrics.json", "confusion_matrix.png", "confusion_matrix.json", "curves.png",
+    "metrics.json", "confusion_matrix.png", "confusion_matrix.json", "curves.png", "reliability.png",
 }
 
 
@@ -61,19 +61,35 @@ def tiny_mnist(tmp_path: Path) -> Path:
         images = np.stack([stroke_glyph(int(c), rng) for c in labels])
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    # Pen strokes of 20 writers in the documented schema: the same bars, drawn as pen strokes,
+    # and capital letters that look like no digit (the digits model's "not a character" class).
+    records = []
+    for writer in range(20):
+        for label in "0123456789AKMW":
+            angle = np.deg2rad(18 * int(label) if label.isdigit() else 18 * writer)
+            end = [round(50 + 40 * np.cos(angle)), round(50 + 40 * np.sin(angle))]
+            start = [round(50 - 40 * np.cos(angle)), round(50 - 40 * np.sin(angle))]
+            strokes = [[start, end]] if label.isdigit() else [[start, end], [[0, 0], [90, 90]], [[0, 90], [90, 0]]]
+            kind = "digit" if label.isdigit() else "uppercase"
+            records.append({"id": f"{writer}/{label}", "kind": kind, "label": label, "contributor": "t",
+                            "writer_id": f"w{writer}", "strokes": strokes})
+    (tmp_path / "data" / "pen").mkdir()
+    (tmp_path / "data" / "pen" / "strokes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return tmp_path / "data"
 
 
 @pytest.mark.slow
 def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_model(tiny_mnist, tmp_path):
     out, cache, config = tmp_path / "models", tmp_path / "cache", tmp_path / "recognizers.yaml"
-    # Half of each batch drawn on canvases first, so the smoke run takes every data path.
+    # Half of the scans drawn on canvases first, and batches mixing scans, pen strokes and
+    # non-characters (the shipped mix), so the smoke run takes every data path.
     config.write_text(yaml.safe_dump({"defaults": train.load_config("digits"), "digits": {"canvas_copies": 0.5}}))
     train.main([
         "--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out), "--cache-dir", str(cache),
-        "--config", str(config), "--epochs", "1", "--batch-size", "32", "--canvas-limit", "12",
+        "--config", str(config), "--epochs", "1", "--batch-size", "32", "--canvas-limit", "12", "--limit", "300",
     ])
     assert len(list((cache / "normalized").glob("digits-*-canvas1.npz"))) == 1
+    assert len(list((cache / "pen").glob("pen-*.npz"))) == 1
 
     folder = out / "digits"
     assert EXPORTED_FILES <= {p.name for p in folder.iterdir()}
@@ -81,21 +97,24 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
 
     info = json.loads((folder / "model.json").read_text())
     assert info["name"] == "digits" and info["num_classes"] == 10 and info["epochs"] == 1
+    assert info["reject_output"] is True and "pen-stroke characters" in info["trained_on"]
     assert info["classes"] == [str(d) for d in range(10)]
     assert {"version", "trained_on", "parameters", "train_seconds"} <= set(info)
     assert json.loads((folder / "index_to_name.json").read_text())["7"] == "7"
     preprocessing = json.loads((folder / "preprocessing.json").read_text())
     assert GlyphSettings.from_dict(preprocessing["glyph"]) == GlyphSettings()
     assert 0 < preprocessing["mean"] < 1 and 0 < preprocessing["std"] < 1
+    calibration = preprocessing["calibration"]
+    assert calibration["temperature"] > 0 and 0 < calibration["reject_threshold"] <= 1
 
     checkpoint = torch.load(cache / "checkpoints" / "digits.pt")
-    eager = GlyphNet(10)
+    eager = GlyphNet(11)  # ten digits and "not a character"
     eager.load_state_dict(checkpoint["state_dict"])
     eager.eval()
     scripted = torch.jit.load(str(folder / "model.pt"))
     batch = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert scripted(batch).shape == (8, 10)
+        assert scripted(batch).shape == (8, 11)
         assert torch.allclose(scripted(batch), eager(batch), atol=1e-4)
 
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -103,6 +122,12 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     assert set(metrics["canvas"]["per_style"]) == set(CANVAS_STYLES)
     assert metrics["canvas"]["images"] == 12
     assert len(metrics["training"]["history"]["val_accuracy"]) == 1
+    assert len(metrics["training"]["history"]["val_pen_accuracy"]) == 1
+    pen = metrics["pen"]
+    assert pen["canvases"] > 0 and set(pen["per_style"]) == set(CANVAS_STYLES) and set(pen["per_kind"]) == {"digit"}
+    assert 0 <= pen["accuracy"] <= 1 and "letters_AKMW" in pen["rejection"]["nonchars_rejected"]
+    assert {"scan test", "pen test"} <= set(metrics["calibration"])
+    assert (folder / "reliability.png").stat().st_size > 1000
 
     # An interrupted run is exported from its checkpoint: the very same model, without training.
     (folder / "model.pt").unlink()

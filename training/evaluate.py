@@ -16,9 +16,10 @@ backgrounds. :func:`render_canvas` draws each held-out test image that way, PNG-
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from handler.glyph import BlankImageError, GlyphSettings, canvas_to_glyph, measure_stroke_width
+from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
+from training.calibrate import ECE_BINS, expected_calibration_error, plot_reliability
+from training.canvas import CANVAS_SIZE, CANVAS_STYLES, encode_canvas
+from training.nonchars import NOT_DIGIT_LETTERS
+from training.pen import sample_classes as pen_sample_classes
 from training.export import write_json
 from training.labels import CLASS_NAMES
 
-CANVAS_SIZE = 280
-CANVAS_STYLES = ("black_on_white", "white_on_black", "transparent")
 PEN_STYLES = ("thin", "medium", "thick")
 CANVAS_SEED = 280  # fixed: every evaluation draws the very same canvases
 
@@ -41,14 +45,21 @@ CANVAS_SEED = 280  # fixed: every evaluation draws the very same canvases
 # ------------------------------------------------------------------------------- predictions
 
 
-def predict(
-    model: torch.nn.Module, glyphs: np.ndarray, mean: float, std: float, batch_size: int = 1000
-) -> np.ndarray:
-    """Class indices for uint8 glyphs [N, 28, 28], standardized with ``mean`` and ``std``."""
+def logits(model: torch.nn.Module, glyphs: np.ndarray, mean: float, std: float, batch_size: int = 1000) -> torch.Tensor:
+    """The model's outputs (float32 [N, outputs]) for uint8 glyphs [N, 28, 28], standardized
+    with ``mean`` and ``std``."""
     model.eval()
     x = torch.from_numpy(np.ascontiguousarray(glyphs)).unsqueeze(1).float() / 255.0
     with torch.no_grad():
-        return torch.cat([model((b - mean) / std).argmax(1) for b in x.split(batch_size)]).numpy()
+        return torch.cat([model((b - mean) / std) for b in x.split(batch_size)])
+
+
+def predict(
+    model: torch.nn.Module, glyphs: np.ndarray, mean: float, std: float, num_classes: int | None = None
+) -> np.ndarray:
+    """The answered class indices for uint8 glyphs [N, 28, 28]: the best of the first
+    ``num_classes`` outputs (all outputs when ``None``; a reject output is never an answer)."""
+    return logits(model, glyphs, mean, std)[:, :num_classes].argmax(1).numpy()
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -150,16 +161,7 @@ def render_canvas(
     left = int(rng.integers(0, size - width + 1))
     canvas[top : top + work.shape[0], left : left + work.shape[1]] = work
     level = np.uint8(np.clip(canvas[margin:-margin, margin:-margin], 0, 1) * 255 + 0.5)
-    if style == "black_on_white":
-        image = Image.fromarray(255 - level)
-    elif style == "white_on_black":
-        image = Image.fromarray(level)
-    else:
-        black = np.zeros((size, size, 3), dtype=np.uint8)
-        image = Image.fromarray(np.dstack([black, level]), mode="RGBA")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return encode_canvas(level, style)
 
 
 def canvas_png(image: np.ndarray, index: int, seed: int = CANVAS_SEED) -> bytes:
@@ -232,6 +234,115 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 # ----------------------------------------------------------------------------------- evaluate
 
 
+@dataclass
+class Answers:
+    """What the service answers for a set of real characters: ``logits`` float [N, outputs],
+    the true ``labels`` [N] among ``num_classes``; ``correct`` bool [N] of the answered label."""
+
+    logits: torch.Tensor
+    labels: np.ndarray
+    num_classes: int
+    calibration: dict[str, Any]
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, labels: np.ndarray, num_classes: int, calibration: dict[str, Any]) -> "Answers":
+        return cls(logits, np.asarray(labels), num_classes, calibration)
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.logits[:, : self.num_classes].argmax(1).numpy() == self.labels
+
+    def confidence(self, temperature: float) -> np.ndarray:
+        """The answered label's probability at ``temperature`` (the service's ``confidence``)."""
+        return answered_probabilities(self.logits, self.num_classes, temperature).max(1).values.numpy()
+
+    def rejected(self) -> np.ndarray:
+        """Whether the service answers ``"accepted": false`` (:func:`handler.confidence.accepted`)."""
+        return ~accepted(self.logits, self.num_classes, self.calibration).numpy()
+
+
+def evaluate_pen(
+    name: str, part: Any, outputs: torch.Tensor, calibration: dict[str, Any]
+) -> tuple[dict[str, Any], Answers]:
+    """Accuracy on the pen test writers' characters (a :class:`training.pen.PenGlyphs`, one
+    canvas per style), per canvas style, kind and site, with the most frequent confusions;
+    ``balanced`` also case-insensitively. Plus the rejection figures: real characters refused
+    and non-characters refused (digits: also letters that look like no digit)."""
+    names = CLASS_NAMES[name]
+    classes = pen_sample_classes(name, part.samples)
+    row_class = np.where(part.sample >= 0, classes[np.maximum(part.sample, 0)], -1)
+    real = row_class >= 0
+    real &= row_class < len(names)
+    answers = Answers.of(outputs[real], row_class[real], len(names), calibration)
+    answered = outputs[real][:, : len(names)].argmax(1).numpy()
+    truth = row_class[real]
+    samples = [part.samples[i] for i in part.sample[real]]
+    kinds = np.array([s.kind for s in samples])
+    sites = np.array([s.site for s in samples])
+    styles = np.array([CANVAS_STYLES[i] for i in part.style[real]])
+    correct = answered == truth
+    if name == "balanced":  # EMNIST merges most cases; count a case slip as right here
+        correct_ci = np.array([names[a].upper() == s.label.upper() for a, s in zip(answered, samples)])
+    else:
+        correct_ci = correct
+    group = lambda keys: {k: {"canvases": int((keys == k).sum()), "accuracy": float(correct_ci[keys == k].mean())}
+                          for k in sorted(set(keys.tolist()))}
+    pairs = Counter((samples[i].label, names[answered[i]]) for i in np.flatnonzero(~correct_ci))
+    rejected = answers.rejected()
+    pen = {
+        "data": "writer-held-out pen test part, one canvas per style (training/pen.py)",
+        "writers": len({s.writer for s in part.samples}),
+        "canvases": int(real.sum()),
+        "accuracy": float(correct_ci.mean()),
+        "accuracy_strict": float(correct.mean()),
+        "per_style": group(styles),
+        "per_kind": group(kinds),
+        "per_site": group(sites),
+        "confusions": [{"true": t, "answered": a, "count": n} for (t, a), n in pairs.most_common(20)],
+        "rejection": {
+            "threshold": calibration.get("reject_threshold"),
+            "characters_rejected": float(rejected.mean()),
+            "characters_rejected_per_kind": {k: float(rejected[kinds == k].mean()) for k in sorted(set(kinds.tolist()))},
+            "nonchars_rejected": _rejected_share(outputs, part, len(names), calibration),
+        },
+    }
+    return pen, answers
+
+
+def _rejected_share(outputs: torch.Tensor, part: Any, num_classes: int, calibration: dict[str, Any]) -> dict[str, Any]:
+    """Share refused of each kind of non-character in the part (and, for ``digits``, of the
+    letters it should not read: every one of NOT_DIGIT_LETTERS, and A, K, M, W alone)."""
+    refused = ~accepted(outputs, num_classes, calibration).numpy()
+    shares = {}
+    for kind in sorted(set(part.nonchar.tolist()) - {""}):
+        rows = part.nonchar == kind
+        shares[kind] = {"drawings": int(rows.sum()), "rejected": float(refused[rows].mean())}
+    if num_classes == len(CLASS_NAMES["digits"]):
+        label = np.array([part.samples[i].label if i >= 0 else "" for i in part.sample])
+        for key, letters in (("letters_AKMW", "AKMW"), ("letters_not_digit_like", NOT_DIGIT_LETTERS)):
+            rows = np.isin(label, list(letters)) & (part.sample >= 0)
+            rows &= np.array([i >= 0 and part.samples[i].kind == "uppercase" for i in part.sample])
+            shares[key] = {"drawings": int(rows.sum()), "rejected": float(refused[rows].mean())}
+    nonchar_rows = part.nonchar != ""
+    shares["all_generated"] = {"drawings": int(nonchar_rows.sum()), "rejected": float(refused[nonchar_rows].mean())}
+    return shares
+
+
+def calibration_metrics(answers: dict[str, Answers], calibration: dict[str, Any]) -> dict[str, Any]:
+    """ECE (15 bins) of the answered confidence before (T = 1) and after temperature scaling."""
+    temperature = calibration["temperature"]
+    return {
+        "temperature": temperature,
+        "fitted_on": calibration.get("fitted_on"),
+        "bins": ECE_BINS,
+        **{part: {"ece_before": expected_calibration_error(a.confidence(1.0), a.correct),
+                  "ece_after": expected_calibration_error(a.confidence(temperature), a.correct),
+                  "mean_confidence_after": float(a.confidence(temperature).mean()),
+                  "accuracy": float(a.correct.mean())}
+           for part, a in answers.items()},
+    }
+
+
 def evaluate_folder(
     folder: str | os.PathLike, data: Any, training: dict[str, Any], canvas_limit: int | None = None
 ) -> dict[str, Any]:
@@ -246,14 +357,15 @@ def evaluate_folder(
     model = torch.jit.load(str(folder / "model.pt"))
 
     labels = data.test.labels
-    predicted = predict(model, data.test.images, mean, std)
+    test_logits = logits(model, data.test.images, mean, std)
+    predicted = test_logits[:, : len(names)].argmax(1).numpy()
     matrix = confusion_matrix(labels, predicted, len(names))
     test = classification_metrics(matrix, names)
 
     # Canvas robustness: every test image drawn on one canvas, the styles taking turns, so the
     # canvas accuracy compares directly with the plain accuracy on the same images.
     count = len(labels) if canvas_limit is None else min(canvas_limit, len(labels))
-    canvas_correct = predict(model, canvas_glyphs(data.raw_test[:count], settings), mean, std) == labels[:count]
+    canvas_correct = predict(model, canvas_glyphs(data.raw_test[:count], settings), mean, std, len(names)) == labels[:count]
     plain_correct = predicted[:count] == labels[:count]
     styles = np.arange(count) % len(CANVAS_STYLES)
     canvas_accuracy = float(canvas_correct.mean())
@@ -274,11 +386,21 @@ def evaluate_folder(
         },
     }
 
+    calibration = preprocessing.get("calibration") or NO_CALIBRATION
+    answers = {"scan test": Answers.of(test_logits, labels, len(names), calibration)}
+    pen = None
+    if data.pen is not None:
+        pen_test = data.pen.parts["test"]
+        pen_logits = logits(model, pen_test.glyphs, mean, std)
+        pen, answers["pen test"] = evaluate_pen(name, pen_test, pen_logits, calibration)
     metrics = {
         "name": name,
         "test_images": int(len(labels)),
         "test_accuracy": test["accuracy"],
         "canvas_accuracy": canvas_accuracy,
+        "pen_accuracy": None if pen is None else pen["accuracy"],
+        "pen": pen,
+        "calibration": calibration_metrics(answers, calibration),
         "macro_precision": test["macro_precision"],
         "macro_recall": test["macro_recall"],
         "macro_f1": test["macro_f1"],
@@ -293,6 +415,11 @@ def evaluate_folder(
     )
     plot_confusion(matrix, names, folder / "confusion_matrix.png")
     plot_curves(training["history"], folder / "curves.png")
+    plot_reliability(
+        {f"{part}, {when}": (a.confidence(t), a.correct) for part, a in answers.items()
+         for when, t in (("T=1", 1.0), (f"T={calibration['temperature']:.2f}", calibration["temperature"]))},
+        f"{name}: reliability (15 bins)", folder / "reliability.png",
+    )
     return metrics
 
 
@@ -305,12 +432,33 @@ def summary(metrics: dict[str, Any]) -> str:
         f"({metrics['test_images']} images), macro F1 {100 * metrics['macro_f1']:.2f}%\n"
         f"canvas accuracy {100 * canvas['accuracy']:.2f}% on {canvas['images']} canvases "
         f"({styles}); gap {canvas['gap_points']:.2f} points"
+    ) + _pen_summary(metrics)
+
+
+def _pen_summary(metrics: dict[str, Any]) -> str:
+    pen = metrics.get("pen")
+    if not pen:
+        return ""
+    pct = lambda value: f"{100 * value:.2f}%"
+    kinds = ", ".join(f"{k} {pct(v['accuracy'])}" for k, v in pen["per_kind"].items())
+    styles = ", ".join(f"{k} {pct(v['accuracy'])}" for k, v in pen["per_style"].items())
+    rejection = pen["rejection"]
+    refused = ", ".join(f"{k} {pct(v['rejected'])}" for k, v in rejection["nonchars_rejected"].items())
+    calibration = metrics["calibration"]["pen test"]
+    return (
+        f"\npen accuracy {pct(pen['accuracy'])} on {pen['canvases']} canvases of {pen['writers']} held-out "
+        f"writers ({kinds}; {styles})\n"
+        f"ECE on pen canvases {pct(calibration['ece_before'])} -> {pct(calibration['ece_after'])} "
+        f"(T = {metrics['calibration']['temperature']:.3f})\n"
+        f"rejected: real characters {pct(rejection['characters_rejected'])}; non-characters: {refused}"
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Re-evaluate an exported model (e.g. after changing the evaluation) without training."""
     from training.prepare import DEFAULT_CACHE, prepare
+    from training.strokes import find_pen_data
+    from training.train import load_config
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", required=True, choices=sorted(CLASS_NAMES))
@@ -323,7 +471,9 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.models) / args.model
     settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
     training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training
-    data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir)
+    # The pen data, when the data root has some, drawn as for training (training/pen.py).
+    pen_variants = load_config(args.model)["pen_variants"] if find_pen_data(args.data_dir) else None
+    data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir, pen_variants=pen_variants)
     print(summary(evaluate_folder(folder, data, training, canvas_limit=args.canvas_limit)))
 
 

@@ -3,9 +3,10 @@
 ``<out>/<name>/`` holds (a contract with handler/ and the serving tooling; keep names and keys):
 
 - ``model.pt``: TorchScript; input float32 [N, 1, 28, 28] standardized as (glyph - mean) / std,
-  output logits [N, num_classes].
+  output logits [N, num_classes], or [N, num_classes + 1] with a last "not a character" output.
 - ``index_to_name.json``: class index -> class name (``training.labels.index_to_name``).
-- ``preprocessing.json``: ``{"glyph": {GlyphSettings fields}, "mean": m, "std": s}``.
+- ``preprocessing.json``: ``{"glyph": {GlyphSettings fields}, "mean": m, "std": s,
+  "calibration": {"temperature": T, "reject_threshold": t or null, ...}}`` (handler/confidence.py).
 - ``model.json``: name, version, classes, data, parameters, epochs, training time.
 
 training/evaluate.py adds ``metrics.json`` and the plots beside them.
@@ -53,6 +54,7 @@ def export_model(
     std: float,
     source: str,
     training: dict[str, Any],
+    calibration: dict[str, Any],
 ) -> Path:
     """Write ``model.pt``, ``index_to_name.json``, ``preprocessing.json`` and ``model.json`` into
     ``folder``; the TorchScript model is checked against the eager one on a fixed random batch."""
@@ -62,13 +64,17 @@ def export_model(
     scripted = script_model(model, check_batch)
     scripted.save(str(folder / "model.pt"))
     write_json(folder / "index_to_name.json", index_to_name(name))
-    write_json(folder / "preprocessing.json", {"glyph": asdict(settings), "mean": mean, "std": std})
+    write_json(
+        folder / "preprocessing.json",
+        {"glyph": asdict(settings), "mean": mean, "std": std, "calibration": calibration},
+    )
     write_json(
         folder / "model.json",
         {
             "name": name,
             "version": str(training["config"]["version"]),
             "num_classes": len(CLASS_NAMES[name]),
+            "reject_output": calibration.get("reject_threshold") is not None,
             "classes": CLASS_NAMES[name],
             "trained_on": source,
             "parameters": count_parameters(model),

@@ -16,6 +16,7 @@ import copy
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,15 @@ import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
+from handler.confidence import reject_probability
 from handler.glyph import GlyphSettings
 from training import evaluate, export
 from training.augment import AugmentSettings, augment
+from training.calibrate import fit_temperature, reject_threshold
+from training.datasets import DatasetNotFound
 from training.labels import CLASS_NAMES
 from training.model import GlyphNet, count_parameters
+from training.pen import recognizer_split
 from training.prepare import DEFAULT_CACHE, PreparedData, prepare
 
 CONFIG = Path(__file__).resolve().parent.parent / "config" / "recognizers.yaml"
@@ -84,6 +89,48 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@dataclass
+class Mixture:
+    """What each training batch is drawn from (uint8 glyphs [N, 28, 28], int64 labels [N]).
+
+    ``scan``: the recognizer's dataset, whose images each epoch visits once, and, with
+    ``scan_canvas``, the same images drawn on canvases (taken for a ``canvas_copies`` share of
+    them). ``pen``: pen-stroke characters of the training writers; ``reject``: drawings of the
+    "not a character" class. A batch holds ``pen`` and ``reject`` shares of randomly picked pen
+    and reject drawings (config), the rest from the scans."""
+
+    scan: torch.Tensor
+    scan_labels: torch.Tensor
+    scan_canvas: torch.Tensor | None
+    pen: torch.Tensor
+    pen_labels: torch.Tensor
+    reject: torch.Tensor
+    reject_label: int
+
+    @classmethod
+    def from_data(cls, data: PreparedData, reject_label: int, name: str) -> "Mixture":
+        tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array))
+        pen = recognizer_split(name, data.pen.parts["train"]) if data.pen else None
+        empty = torch.zeros((0,) + data.train.images.shape[1:], dtype=torch.uint8)
+        is_reject = (pen.labels == reject_label) if pen else None
+        return cls(
+            scan=tensor(data.train.images), scan_labels=tensor(data.train.labels),
+            scan_canvas=None if data.train_canvas is None else tensor(data.train_canvas),
+            pen=tensor(pen.images[~is_reject]) if pen else empty,
+            pen_labels=tensor(pen.labels[~is_reject]) if pen else torch.zeros(0, dtype=torch.int64),
+            reject=tensor(pen.images[is_reject]) if pen else empty,
+            reject_label=reject_label,
+        )
+
+
+def batch_shares(config: dict[str, Any], mixture: Mixture) -> tuple[int, int, int]:
+    """How many scan, pen and reject drawings make up one batch (none of a source that is empty)."""
+    size = config["batch_size"]
+    pen = round(size * config["pen"]) if len(mixture.pen) else 0
+    reject = round(size * config["reject"]) if len(mixture.reject) else 0
+    return size - pen - reject, pen, reject
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
@@ -96,11 +143,30 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
     return list(order[:full].split(batch_size))
 
 
+def mixed_batch(
+    mixture: Mixture, index: torch.Tensor, shares: tuple[int, int, int], config: dict[str, Any],
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch: the scans ``index`` (a ``canvas_copies`` share of them as their
+    canvas drawings), then randomly picked pen and reject drawings; uint8 glyphs and labels."""
+    x, y = mixture.scan[index], mixture.scan_labels[index]
+    if mixture.scan_canvas is not None:
+        drawn = torch.rand(len(index), generator=generator) < config["canvas_copies"]
+        x = torch.where(drawn.view(-1, 1, 1), mixture.scan_canvas[index], x)
+    _, pen, reject = shares
+    picks_pen = torch.randint(len(mixture.pen), (pen,), generator=generator) if pen else None
+    picks_reject = torch.randint(len(mixture.reject), (reject,), generator=generator) if reject else None
+    if pen:
+        x, y = torch.cat([x, mixture.pen[picks_pen]]), torch.cat([y, mixture.pen_labels[picks_pen]])
+    if reject:
+        x = torch.cat([x, mixture.reject[picks_reject]])
+        y = torch.cat([y, torch.full((reject,), mixture.reject_label, dtype=torch.int64)])
+    return x, y
+
+
 def train_epoch(
     model: torch.nn.Module,
-    glyphs: torch.Tensor,
-    canvas: torch.Tensor | None,
-    labels: torch.Tensor,
+    mixture: Mixture,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: dict[str, Any],
@@ -108,39 +174,53 @@ def train_epoch(
     generator: torch.Generator,
     desc: str,
 ) -> float:
-    """One pass over the shuffled training glyphs (uint8 [N, 28, 28]); returns the mean loss.
+    """One pass over the shuffled scans, each batch topped up with pen and reject drawings
+    (:func:`mixed_batch`), augmented as a whole; returns the mean loss.
 
-    With ``canvas`` (the same images drawn on canvases and decoded as the handler does), a
-    ``canvas_copies`` fraction of each batch is taken from it: drawings are crisper, thinner or
-    bolder than scanned forms, and the model should have seen such glyphs before serving them.
+    Canvas drawings are crisper, thinner or bolder than scanned forms, and pen strokes are what
+    people really draw: the model should have seen such glyphs before serving them.
     """
     model.train()
     augmentation = AugmentSettings(**config["augment"])
     mean, std = stats
-    batches = epoch_batches(len(labels), config["batch_size"], generator)
+    shares = batch_shares(config, mixture)
+    batches = epoch_batches(len(mixture.scan_labels), shares[0], generator)
     total, seen = 0.0, 0
     bar = tqdm(batches, desc=desc, unit="batch", leave=False, mininterval=2.0)
     for index in bar:
-        x = glyphs[index]
-        if canvas is not None:
-            drawn = torch.rand(len(index), generator=generator) < config["canvas_copies"]
-            x = torch.where(drawn.view(-1, 1, 1), canvas[index], x)
-        x = x.unsqueeze(1).float() / 255.0
-        x = (augment(x, augmentation, generator) - mean) / std
-        loss = F.cross_entropy(model(x), labels[index], label_smoothing=config["label_smoothing"])
+        x, y = mixed_batch(mixture, index, shares, config, generator)
+        x = (augment(x.unsqueeze(1).float() / 255.0, augmentation, generator) - mean) / std
+        loss = F.cross_entropy(model(x), y, label_smoothing=config["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(index)
-        seen += len(index)
+        total += loss.item() * len(y)
+        seen += len(y)
         bar.set_postfix(loss=f"{total / seen:.4f}")
     return total / seen
+
+
+def validation_accuracy(model: torch.nn.Module, data: PreparedData, name: str, stats: tuple[float, float]) -> dict[str, float]:
+    """Accuracy of the answered label (the best of the recognizer's classes) on the validation
+    scans and, when there is pen data, on the validation writers' pen characters; ``score`` is
+    their mean (or the scans' alone), the figure that picks the best epoch."""
+    num_classes = len(CLASS_NAMES[name])
+    scan = float((evaluate.predict(model, data.val.images, *stats, num_classes) == data.val.labels).mean())
+    result = {"scan": scan, "score": scan}
+    if data.pen is not None:
+        pen = recognizer_split(name, data.pen.parts["val"])
+        real = pen.labels < num_classes
+        correct = evaluate.predict(model, pen.images[real], *stats, num_classes) == pen.labels[real]
+        result["pen"] = float(correct.mean())
+        result["score"] = (scan + result["pen"]) / 2.0
+    return result
 
 
 def fit(
     model: torch.nn.Module,
     data: PreparedData,
+    name: str,
     config: dict[str, Any],
     stats: tuple[float, float],
     generator: torch.Generator,
@@ -149,46 +229,50 @@ def fit(
 ) -> dict[str, Any]:
     """Train for the configured epochs with a one-cycle AdamW schedule, validating after each.
 
-    After every epoch the best state so far (by validation accuracy) and the training record are
-    written to ``checkpoint``, so an interrupted run can still be exported with
-    ``--from-checkpoint``. Leaves ``model`` at its best state; returns the training record of
-    ``metrics.json``.
+    After every epoch the best state so far (by :func:`validation_accuracy`'s score) and the
+    training record are written to ``checkpoint``, so an interrupted run can still be exported
+    with ``--from-checkpoint``. Leaves ``model`` at its best state; returns the training record
+    of ``metrics.json``.
     """
-    mean, std = stats
-    train_x, train_y = torch.from_numpy(data.train.images), torch.from_numpy(data.train.labels)
-    canvas = None if data.train_canvas is None else torch.from_numpy(data.train_canvas)
-    steps = config["epochs"] * steps_per_epoch(len(train_y), config["batch_size"])
+    mixture = Mixture.from_data(data, reject_label=len(CLASS_NAMES[name]), name=name)
+    shares = batch_shares(config, mixture)
+    steps = config["epochs"] * steps_per_epoch(len(mixture.scan_labels), shares[0])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config["lr"], total_steps=steps)
-    history: dict[str, list[float]] = {"train_loss": [], "val_accuracy": []}
-    best_accuracy, best_state, best_epoch = -1.0, None, 0
+    history: dict[str, list[float]] = {"train_loss": [], "val_accuracy": [], "val_pen_accuracy": [], "val_score": []}
+    best_score, best_state, best_epoch = -1.0, None, 0
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    print(f"batches of {config['batch_size']}: {shares[0]} scans, {shares[1]} pen characters "
+          f"({len(mixture.pen)} drawings), {shares[2]} non-characters ({len(mixture.reject)} drawings)")
     for epoch in range(1, config["epochs"] + 1):
         loss = train_epoch(
-            model, train_x, canvas, train_y, optimizer, scheduler, config, stats, generator,
+            model, mixture, optimizer, scheduler, config, stats, generator,
             desc=f"epoch {epoch}/{config['epochs']}",
         )
-        predicted = evaluate.predict(model, data.val.images, mean, std)
-        accuracy = float((predicted == data.val.labels).mean())
+        accuracy = validation_accuracy(model, data, name, stats)
         history["train_loss"].append(loss)
-        history["val_accuracy"].append(accuracy)
-        if accuracy > best_accuracy:
-            best_accuracy, best_state, best_epoch = accuracy, copy.deepcopy(model.state_dict()), epoch
+        history["val_accuracy"].append(accuracy["scan"])
+        history["val_pen_accuracy"].append(accuracy.get("pen"))
+        history["val_score"].append(accuracy["score"])
+        if accuracy["score"] > best_score:
+            best_score, best_state, best_epoch = accuracy["score"], copy.deepcopy(model.state_dict()), epoch
         seconds = time.perf_counter() - started
-        print(f"epoch {epoch:2d}  train loss {loss:.4f}  val accuracy {accuracy:.4%}  ({seconds:.0f} s)", flush=True)
+        pen = f"  pen {accuracy['pen']:.4%}" if "pen" in accuracy else ""
+        print(f"epoch {epoch:2d}  train loss {loss:.4f}  val accuracy {accuracy['scan']:.4%}{pen}  ({seconds:.0f} s)", flush=True)
         training = {
             "config": config,
             "epochs": epoch,  # completed: less than configured only for an interrupted run
             "best_epoch": best_epoch,
-            "best_val_accuracy": best_accuracy,
+            "best_val_accuracy": history["val_accuracy"][best_epoch - 1],
+            "best_val_score": best_score,
             "train_seconds": round(seconds, 1),
             "threads": torch.get_num_threads(),
             "history": history,
             "command": f"python -m training.train {command}",
         }
-        torch.save({"state_dict": best_state, "training": training, "mean": mean, "std": std}, checkpoint)
-    print(f"best epoch {best_epoch}: val accuracy {best_accuracy:.4%}; trained in {seconds:.0f} s")
+        torch.save({"state_dict": best_state, "training": training, "mean": stats[0], "std": stats[1]}, checkpoint)
+    print(f"best epoch {best_epoch}: validation score {best_score:.4%}; trained in {seconds:.0f} s")
     model.load_state_dict(best_state)
     return training
 
@@ -204,13 +288,18 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = GlyphSettings.from_dict(config["glyph"])
     canvas_seed = config["seed"] if config["canvas_copies"] > 0 and not args.from_checkpoint else None
-    data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed)
+    pen_variants = config["pen_variants"] if config["pen"] > 0 or config["reject"] > 0 else None
+    try:
+        data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed, pen_variants)
+    except DatasetNotFound as exc:
+        raise SystemExit(f"error: {exc}") from None
     # Standardize with the training set's statistics; exported so the handler does the same.
     mean = float(data.train.images.mean() / 255.0)
     std = float(data.train.images.std() / 255.0)
 
     num_classes = len(CLASS_NAMES[args.model])
-    model = GlyphNet(num_classes, width=config["width"], dropout=config["dropout"])
+    rejects = config["reject"] > 0  # one more output: "not a character"
+    model = GlyphNet(num_classes + rejects, width=config["width"], dropout=config["dropout"])
     print(
         f"{args.model}: {len(data.train)} training, {len(data.val)} validation, {len(data.test)} test "
         f"images; {count_parameters(model)} parameters; {config['epochs']} epochs"
@@ -222,14 +311,44 @@ def main(argv: list[str] | None = None) -> None:
         model.load_state_dict(saved["state_dict"])
         training, mean, std = saved["training"], saved["mean"], saved["std"]
     else:
-        training = fit(model, data, config, (mean, std), generator, checkpoint, command=" ".join(sys.argv[1:] if argv is None else argv))
+        command = " ".join(sys.argv[1:] if argv is None else argv)
+        training = fit(model, data, args.model, config, (mean, std), generator, checkpoint, command)
 
+    calibration = calibrate(model, data, args.model, (mean, std), config["max_false_reject"] if rejects else None)
     folder = Path(args.out) / args.model
+    source = data.source if data.pen is None else f"{data.source}; {data.pen.source}"
     export.export_model(
-        model, folder, args.model, settings, mean, std, source=data.source, training=training
+        model, folder, args.model, settings, mean, std, source=source, training=training,
+        calibration=calibration,
     )
     metrics = evaluate.evaluate_folder(folder, data, training, canvas_limit=args.canvas_limit)
     print(evaluate.summary(metrics))
+
+
+def calibrate(
+    model: torch.nn.Module, data: PreparedData, name: str, stats: tuple[float, float],
+    max_false_reject: float | None,
+) -> dict[str, Any]:
+    """Fit the temperature and, for a model with a reject output, the rejection threshold on the
+    validation split: scans and, when there is pen data, the validation writers' pen characters
+    (:mod:`training.calibrate`). Returns ``preprocessing.json``'s ``calibration`` block."""
+    num_classes = len(CLASS_NAMES[name])
+    glyphs, labels = [data.val.images], [data.val.labels]
+    if data.pen is not None:
+        pen = recognizer_split(name, data.pen.parts["val"])
+        real = pen.labels < num_classes
+        glyphs.append(pen.images[real])
+        labels.append(pen.labels[real])
+    logits = evaluate.logits(model, np.concatenate(glyphs), *stats)
+    labels = torch.from_numpy(np.concatenate(labels))
+    temperature = fit_temperature(logits[:, :num_classes], labels)
+    result = {"temperature": temperature, "fitted_on": f"{len(labels)} validation characters", "reject_threshold": None}
+    if max_false_reject is not None:
+        p_reject = reject_probability(logits, num_classes, temperature).numpy()
+        result["reject_threshold"] = reject_threshold(p_reject, max_false_reject)
+        result["max_false_reject"] = max_false_reject
+    print(f"calibration: temperature {temperature:.3f}, reject threshold {result['reject_threshold']}")
+    return result
 
 
 if __name__ == "__main__":
