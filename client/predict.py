@@ -2,7 +2,7 @@
 
     python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--json] IMAGE...
 
-One line per file (``seven.png: 7 (98.2%)``), or with ``--json`` the handler's answers as a JSON
+One line per file (``seven.png: 7 (98.2%)``, or ``dash.png: not a character (closest: 2, 31.0%)``), or with ``--json`` the handler's answers as a JSON
 list, each with its ``file``. A file that cannot be read or that the handler refuses (blank, not
 an image, too large) is reported on stderr and the exit status is 1, after the other files have
 been recognized. Errors that concern every file (server down, unknown model, refused key) stop at
@@ -45,8 +45,11 @@ def recognize(client: TorchServeClient, path: Path, args: argparse.Namespace) ->
 
 
 def text_line(result: dict[str, Any], show_ranking: bool) -> str:
-    """``seven.png: 7 (98.2%)``, with ``--top-k`` followed by the ranking."""
+    """``seven.png: 7 (98.2%)``, with ``--top-k`` followed by the ranking; a drawing the service
+    does not accept as a character (``"accepted": false``) is said to be none, with its guess."""
     line = f"{result['file']}: {result['label']} ({result['confidence']:.1%})"
+    if result.get("accepted") is False:
+        line = f"{result['file']}: not a character (closest: {result['label']}, {result['confidence']:.1%})"
     if show_ranking:
         ranking = ", ".join(f"{entry['label']} {entry['probability']:.1%}" for entry in result["top_k"])
         line += f"   top {len(result['top_k'])}: {ranking}"

@@ -57,7 +57,8 @@ class Batch:
     outcomes: list[Request | InputError]
     glyphs: list[np.ndarray]
     inputs: torch.Tensor
-    probabilities: torch.Tensor | None = None  # ``[n, classes]``, set by the inference stage
+    probabilities: torch.Tensor | None = None  # ``[n, classes]`` calibrated, set by the inference stage
+    accepted: torch.Tensor | None = None  # ``[n]`` bool: is a character (handler/confidence.py)
 
 
 def parse_request(row: Mapping[str, Any]) -> Request:

@@ -32,6 +32,7 @@ from ts.context import Context
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
+from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_to_glyph
 from handler.payload import Batch, Request, parse_request
 
@@ -59,6 +60,7 @@ class RecognizerHandler(BaseHandler):
         self.glyph_settings = GlyphSettings.from_dict(preprocessing["glyph"])
         self.mean = float(preprocessing["mean"])
         self.std = float(preprocessing["std"])
+        self.calibration = preprocessing.get("calibration") or NO_CALIBRATION
         self.version = str(json.loads((model_dir / "model.json").read_text())["version"])
         self.classes = [self.mapping[str(index)] for index in range(len(self.mapping))]
         self.limits = ImageLimits(**settings.get("limits", {}))
@@ -68,9 +70,12 @@ class RecognizerHandler(BaseHandler):
         # optimizes the model on its second run; left cold, the first request took ~190 ms.
         batch = self.preprocess([{"body": stroke_png()}])
         for _ in range(2):
-            outputs = self.inference(batch).probabilities.shape[-1]
-        if outputs != len(self.classes):  # the model and its label map must agree
-            raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} labels")
+            with torch.inference_mode():
+                outputs = self.model(batch.inputs.to(self.device)).shape[-1]
+        # The model and its label map must agree (one more output: "not a character").
+        expected = len(self.classes) + (self.calibration.get("reject_threshold") is not None)
+        if outputs != expected:
+            raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} labels (expected {expected})")
         logger.info(
             "%s %s ready: %d classes, %d torch threads",
             context.model_name, self.version, len(self.classes), torch.get_num_threads(),
@@ -95,19 +100,25 @@ class RecognizerHandler(BaseHandler):
 
     @timed
     def inference(self, batch: Batch) -> Batch:
-        """One forward pass over every request of the batch that has a glyph (none: no rows)."""
+        """One forward pass over every request of the batch that has a glyph (none: no rows),
+        then the calibrated probabilities and the accepted flags (:mod:`handler.confidence`)."""
         if not batch.glyphs:
-            return replace(batch, probabilities=torch.empty(0, len(self.classes)))
+            return replace(batch, probabilities=torch.empty(0, len(self.classes)), accepted=torch.empty(0, dtype=torch.bool))
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(batch.inputs.to(self.device)), dim=1).cpu()
-        return replace(batch, probabilities=probabilities)
+            outputs = self.model(batch.inputs.to(self.device)).cpu()
+        count, temperature = len(self.classes), self.calibration["temperature"]
+        return replace(
+            batch,
+            probabilities=answered_probabilities(outputs, count, temperature),
+            accepted=accepted(outputs, count, self.calibration),
+        )
 
     @timed
     def postprocess(self, batch: Batch) -> list[str]:
         """One JSON document per request, in order: a prediction, or that request's error with
         its own HTTP status. ``X-Batch-Size`` tells how many requests shared the forward pass
         (batching is TorchServe's decision; the header makes it visible to tests and benchmarks)."""
-        predictions = iter(zip(batch.glyphs, batch.probabilities))
+        predictions = iter(zip(batch.glyphs, batch.probabilities, batch.accepted.tolist()))
         responses = []
         for index, outcome in enumerate(batch.outcomes):
             self.context.set_response_content_type(index, JSON_TYPE)
@@ -117,14 +128,16 @@ class RecognizerHandler(BaseHandler):
                 self.context.set_response_status(status.value, status.phrase, index)
                 responses.append(json.dumps(error_body(outcome)))
             else:
-                glyph, probabilities = next(predictions)
-                responses.append(json.dumps(self.prediction(outcome, glyph, probabilities)))
+                glyph, probabilities, is_character = next(predictions)
+                responses.append(json.dumps(self.prediction(outcome, glyph, probabilities, is_character)))
         return responses
 
     def prediction(
-        self, request: Request, glyph: np.ndarray, probabilities: torch.Tensor
+        self, request: Request, glyph: np.ndarray, probabilities: torch.Tensor, is_character: bool
     ) -> dict[str, Any]:
-        """The output contract: best label, the ``top_k`` ranking and every class's probability."""
+        """The output contract: best label, its calibrated confidence, whether the drawing is
+        accepted as one of the model's characters, the ``top_k`` ranking and every class's
+        probability."""
         values = probabilities.tolist()
         ranking = np.argsort(-probabilities.numpy(), kind="stable")
         top_k = min(request.top_k or self.default_top_k, len(self.classes))
@@ -134,6 +147,7 @@ class RecognizerHandler(BaseHandler):
             "version": self.version,
             "label": top[0]["label"],
             "confidence": top[0]["probability"],
+            "accepted": is_character,
             "top_k": top,
             "probabilities": dict(zip(self.classes, values)),
         }

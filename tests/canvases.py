@@ -21,6 +21,7 @@ STROKES: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {
     "L": [("line", [(0.35, 0.15), (0.35, 0.85), (0.72, 0.85)])],
     "T": [("line", [(0.2, 0.18), (0.8, 0.18)]), ("line", [(0.5, 0.18), (0.5, 0.85)])],
     "O": [("ellipse", [(0.25, 0.15), (0.75, 0.85)])],
+    "-": [("line", [(0.25, 0.5), (0.75, 0.52)])],  # a dash: no character of any recognizer
 }
 
 

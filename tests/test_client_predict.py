@@ -20,6 +20,7 @@ def images(tmp_path) -> dict[str, Path]:
     files = {
         "seven.png": drawing_png("7"),
         "one.png": transparent_sketch("1"),
+        "dash.png": drawing_png("-"),
         "blank.png": uniform_png(255),
         "notes.txt": b"not an image",
     }
@@ -37,6 +38,12 @@ def test_prints_the_label_and_confidence_of_each_file(torchserve, images, capsys
     seven, one = capsys.readouterr().out.splitlines()
     assert re.fullmatch(rf"{re.escape(str(images['seven.png']))}: 7 \(\d+\.\d%\)", seven)
     assert re.fullmatch(rf"{re.escape(str(images['one.png']))}: 1 \(\d+\.\d%\)", one)
+
+
+def test_a_drawing_that_is_no_character_is_said_to_be_none(torchserve, images, capsys):
+    predict(torchserve, images["dash.png"])
+    line = capsys.readouterr().out.strip()
+    assert re.fullmatch(rf"{re.escape(str(images['dash.png']))}: not a character \(closest: \d, \d+\.\d%\)", line)
 
 
 def test_top_k_and_json_give_the_ranking(torchserve, images, capsys):

@@ -70,7 +70,8 @@ def test_output_contract(digits):
     handler, context = digits
     [(status, body)] = handle(handler, context, [{"body": SEVEN}])
     assert status == 200
-    assert set(body) == {"model", "version", "label", "confidence", "top_k", "probabilities"}
+    assert set(body) == {"model", "version", "label", "confidence", "accepted", "top_k", "probabilities"}
+    assert body["accepted"] is True
     assert body["model"] == "digits" and body["version"] == handler.version
     assert list(body["probabilities"]) == handler.classes
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
@@ -78,6 +79,20 @@ def test_output_contract(digits):
     assert len(ranked) == 5 and ranked == sorted(ranked, reverse=True)
     assert body["top_k"][0] == {"label": body["label"], "probability": body["confidence"]}
     assert body["confidence"] == max(body["probabilities"].values())
+
+
+def test_a_drawing_that_is_no_character_is_answered_with_accepted_false(digits):
+    handler, context = digits
+    [(status, dash), (_, seven)] = handle(handler, context, [{"body": drawing_png("-")}, {"body": SEVEN}])
+    assert status == 200 and dash["accepted"] is False
+    assert dash["top_k"] and dash["label"] == dash["top_k"][0]["label"]  # the ranking is still given
+    assert seven["accepted"] is True and seven["label"] == "7"
+
+
+def test_confidence_is_calibrated_with_the_models_temperature(digits, shipped_models):
+    handler, _ = digits
+    calibration = json.loads((shipped_models / "digits" / "preprocessing.json").read_text())["calibration"]
+    assert handler.calibration["temperature"] == calibration["temperature"] != 1.0
 
 
 def test_top_k_is_capped_at_the_number_of_classes_and_input_is_returned(digits):
