@@ -4,6 +4,7 @@ photos of paper on a desk and blank sheets. Each gets the drawn label or the doc
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,11 @@ def test_a_photo_of_a_drawing_on_paper_is_read_whatever_desk_shows(digits, desk)
 @pytest.mark.parametrize("char", ["0", "1"])
 def test_a_large_photo_is_read(digits, char):
     assert label(digits, paper_photo(char, ("top",), size=(4000, 3000))) == char
+
+
+def test_a_photo_of_light_chalk_on_a_dark_board_is_read(digits):
+    photo = Image.open(io.BytesIO(paper_photo("7"))).convert("L")
+    assert label(digits, encode(Image.eval(photo, lambda level: 255 - level), "JPEG")) == "7"
 
 
 @pytest.mark.parametrize("desk", [(), ("left",), EDGES], ids=["no-desk", "1-edge", "4-edges"])
