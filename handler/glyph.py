@@ -30,7 +30,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 
@@ -123,6 +124,12 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise InputError(f"the image could not be decoded (truncated or corrupt): {exc}") from exc
+    try:
+        # Phones store photos sideways or upside down with an EXIF (or XMP) Orientation tag that
+        # every viewer applies; the model must see the drawing the way the user sees it.
+        ImageOps.exif_transpose(image, in_place=True)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise InputError(f"the image's EXIF metadata is corrupt: {exc}") from exc
     return image
 
 
@@ -134,11 +141,35 @@ def _border(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values[0], values[-1], values[:, 0], values[:, -1]])
 
 
-def _has_transparent_background(alpha: np.ndarray) -> bool:
-    """True when the image's border is mostly transparent (``alpha`` 8-bit): the ink is then in
-    the alpha channel (Gradio's Sketchpad and most canvas exports draw black ink on a transparent
-    background)."""
-    return float(np.median(LEVELS[_border(alpha)])) < 0.5
+TRANSPARENT_BACKGROUND = 0.1  # a background less opaque than this is transparent: ink = alpha
+FLAT_BORDER = 0.5  # a canvas: at least this share of its border is exactly one grey level
+EDGE_INK = 0.9  # ... and no edge is this much ink (a desk or a scanner lid along a photo's edge)
+INK_AREA = 0.5  # ... and ink covers less than this share of it
+STROKE_EXTENT = 0.02  # a stroke this long (share of the image's longer side) is a drawing ...
+MIN_STROKE = 8  # ... and at least this many pixels long; anything smaller is a speck
+
+
+def _background_alpha(alpha: np.ndarray) -> float:
+    """The opacity of the image's background (``alpha`` 8-bit): the median along its border."""
+    return float(np.median(LEVELS[_border(alpha)]))
+
+
+def _composite(rgba: Image.Image, backdrop: int) -> Image.Image:
+    """``rgba`` shown over an opaque grey ``backdrop`` (0 black, 255 white)."""
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (backdrop,) * 3 + (255,)), rgba)
+
+
+def _contrast(grey: np.ndarray) -> float:
+    """The strongest difference (8-bit levels) between a grey image and its border's median."""
+    median = float(np.median(_border(grey)))
+    return max(median - float(grey.min()), float(grey.max()) - median)
+
+
+def _shown(rgba: Image.Image) -> Image.Image:
+    """A partly transparent image as a viewer shows it: over white, like a page; over black when
+    that shows the drawing with more contrast (light ink that would vanish on white)."""
+    shown = [_composite(rgba, backdrop).convert("L") for backdrop in (255, 0)]
+    return max(shown, key=lambda grey: _contrast(np.asarray(grey)))
 
 
 def _luminance(image: Image.Image) -> np.ndarray:
@@ -150,26 +181,34 @@ def _luminance(image: Image.Image) -> np.ndarray:
     return (grey - low) / (high - low) if high > low else np.zeros_like(grey)
 
 
-def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
-    """The ink map of an image with 8-bit levels, as ``(values, table)``: one 8-bit channel and
-    the ink of each of its 256 values, so that the ink map is ``table[values]``. ``None`` for
-    16-bit and float images, whose ink is computed from their own levels.
+def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """The ink map of an image with 8-bit levels, as ``(values, table, flat)``: one 8-bit channel
+    and the ink of each of its 256 values, so that the ink map is ``table[values]``; ``flat`` is
+    true when the background is one exact level, as on a canvas (a photo's never is: sensor noise,
+    uneven light). ``None`` for 16-bit and float images, whose ink is computed from their own
+    levels.
 
-    The ink is the alpha channel on a transparent background; otherwise the grey level's distance
-    from the border's median grey. Either way ``table`` is monotone, or falls then rises: the
-    strongest ink of an image is the ink of its lowest or its highest value.
+    The ink is the alpha channel on a transparent background (opacity below
+    :data:`TRANSPARENT_BACKGROUND`); otherwise the grey level's distance from the border's median
+    grey, a partly transparent image being judged as shown (:func:`_shown`), an opaque one as on
+    white. Either way ``table`` is monotone, or falls then rises: the strongest ink of an image is
+    the ink of its lowest or its highest value.
     """
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"))
-        if _has_transparent_background(alpha):
-            return alpha, LEVELS
-        # Opaque background: judge the colours, as if shown on white.
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        opacity = _background_alpha(alpha)
+        if opacity < TRANSPARENT_BACKGROUND:
+            return alpha, LEVELS, True
+        image = _composite(rgba, 255) if opacity == 1.0 else _shown(rgba)
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         return None
     grey = np.asarray(image if image.mode == "L" else image.convert("L"))
-    return grey, np.abs(LEVELS - np.median(LEVELS[_border(grey)]))
+    border = LEVELS[_border(grey)]
+    median = np.median(border)
+    table = np.abs(LEVELS - median)
+    flat = np.count_nonzero(np.abs(border - median) < 0.5 / 255) >= FLAT_BORDER * border.size
+    return grey, table, bool(flat)
 
 
 def ink_map(image: Image.Image) -> np.ndarray:
@@ -182,7 +221,7 @@ def ink_map(image: Image.Image) -> np.ndarray:
     if levels is None:
         grey = _luminance(image)
         return np.abs(grey - np.median(_border(grey))).astype(np.float32, copy=False)
-    values, table = levels
+    values, table, _ = levels
     return np.take(table, values)
 
 
@@ -233,13 +272,56 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     return work
 
 
-def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
-    """The rows and columns holding the ink of ``mask`` (what survives the noise floor)."""
-    if np.count_nonzero(mask) < max(1, settings.min_ink_fraction * mask.size):
-        raise BlankImageError("the drawing is blank: draw a character with a visible stroke")
+BLANK = "the drawing is blank: draw a character with a visible stroke"
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns holding the ``True`` pixels of a 2-D mask that has some."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # ink only in those rows
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
+    """The rows and columns holding the ink of ``mask`` (what survives the noise floor)."""
+    if np.count_nonzero(mask) < max(1, settings.min_ink_fraction * mask.size):
+        raise BlankImageError(BLANK)
+    return _bounding_box(mask)
+
+
+def _strokes(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
+    """The labels of ``mask``'s 8-connected components long enough to be strokes of a drawing
+    on an image of ``shape`` (:data:`STROKE_EXTENT`, :data:`MIN_STROKE`), as a label image and
+    the list of those labels."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    shortest = max(MIN_STROKE, STROKE_EXTENT * max(shape))
+    long_enough = [
+        index + 1
+        for index, found in enumerate(ndimage.find_objects(labels))
+        if found is not None and max(side.stop - side.start for side in found) >= shortest
+    ]
+    return labels, long_enough
+
+
+def _drawing_box(mask: np.ndarray, count: int, settings: GlyphSettings) -> tuple[slice, slice]:
+    """:func:`_ink_box` of a canvas, where the drawing, not the canvas, decides what is blank: ink
+    of fewer than ``min_ink_fraction`` of the canvas's pixels (``count``) is still a drawing when
+    one of its strokes is long enough (a thin pen on a large canvas); a speck is not."""
+    if count < max(1, settings.min_ink_fraction * mask.size):
+        box = _bounding_box(mask) if count else None
+        if box is None or not _strokes(mask[box], mask.shape)[1]:
+            raise BlankImageError(BLANK)
+    return _bounding_box(mask)
+
+
+def _is_canvas(mask: np.ndarray, count: int) -> bool:
+    """Whether the ink found against a flat background (``mask``, ``count`` pixels) is a drawing
+    on a canvas: not most of the image, and no edge of the image covered with it, as a photo's
+    desk or a scan's dark lid along an edge would be."""
+    edges = (mask[0], mask[-1], mask[:, 0], mask[:, -1])
+    return count < INK_AREA * mask.size and all(
+        np.count_nonzero(edge) < EDGE_INK * edge.size for edge in edges
+    )
 
 
 def _check_contrast(peak: float, settings: GlyphSettings) -> None:
@@ -263,16 +345,24 @@ def normalize_glyph(ink: np.ndarray, settings: GlyphSettings = GlyphSettings()) 
     return _glyph(ink[box], peak, settings)
 
 
-def _normalize_levels(values: np.ndarray, table: np.ndarray, settings: GlyphSettings) -> np.ndarray:
-    """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`), with
-    the same result: only the cropped ink is ever made into floats."""
+def _canvas_glyph(
+    values: np.ndarray, table: np.ndarray, settings: GlyphSettings, maybe_photo: bool
+) -> np.ndarray | None:
+    """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`) of a
+    canvas, with the same result when the canvas holds enough ink for it, but only the cropped ink
+    is ever made into floats, and blank is decided by :func:`_drawing_box`. ``None`` when the
+    image ``maybe_photo`` and the ink found is not a drawing on a canvas (:func:`_is_canvas`)."""
     peak = float(max(table[values.min()], table[values.max()]))
     _check_contrast(peak, settings)
     # The values that are ink: since the table is monotone or falls then rises, the faint ones
     # are one run [low, high] and two comparisons find the ink without a lookup per pixel.
     faint = np.flatnonzero(~(table > settings.noise_floor * peak))
     low, high = int(faint[0]), int(faint[-1])
-    box = _ink_box((values < low) | (values > high), settings)
+    mask = (values < low) | (values > high)
+    count = int(np.count_nonzero(mask))
+    if maybe_photo and not _is_canvas(mask, count):
+        return None
+    box = _drawing_box(mask, count, settings)
     return _glyph(np.take(table, values[box]), peak, settings)
 
 
@@ -314,18 +404,91 @@ def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray
     return np.floor(out * 255.0 + 0.5) / 255.0
 
 
+MIN_PHOTO_SIDE = 64  # a smaller image is a canvas whatever its background (an icon, a thumbnail)
+PHOTO_SIDE = 512  # photos are analysed with their longer side reduced to this many pixels
+PAPER_SHARE = 0.5  # paper: lighter than this share of the paper's level (the desk is darker)
+SEED_NOISE = 8.0  # ink: a stroke has pixels this many noise deviations darker than the paper ...
+GROW_NOISE = 4.0  # ... and extends over its pixels this many deviations darker
+MIN_FAINT_INK = 0.04  # ... and at least this much darker (share of the paper's light)
+
+
+def _paper(grey: np.ndarray) -> np.ndarray:
+    """Where the sheet is in a photo (``grey`` float, light paper): the largest connected region
+    lighter than :data:`PAPER_SHARE` of the paper's level (its 90th percentile), with what it
+    encloses (the ink). A desk or a dark shadow along the edges is outside it."""
+    light = grey > PAPER_SHARE * float(np.percentile(grey, 90))
+    labels, count = ndimage.label(light)
+    if count == 0:
+        return light
+    largest = 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    return ndimage.binary_fill_holes(labels == largest)
+
+
+def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
+    """The glyph of a photo or scan of a drawing on paper (``values``: its 8-bit grey levels),
+    whose background is not one flat colour: the paper's light is estimated everywhere from the
+    image (a grey closing wider than any stroke follows uneven light), the ink is what is clearly
+    darker than it (hysteresis thresholds in units of the paper's own noise, a robust median
+    absolute deviation) inside the sheet (:func:`_paper`), and strokes touching the sheet's edge
+    or too short to be strokes (:func:`_strokes`) are dropped. Light ink on a dark board is
+    inverted first.
+
+    Raises :class:`BlankImageError` when no stroke is found: a blank sheet, noise, uneven light.
+    """
+    image = Image.fromarray(values)
+    scale = PHOTO_SIDE / max(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
+    grey = np.asarray(image, dtype=np.float32) / 255.0
+    if np.median(grey) < 0.5:  # light ink on a dark board
+        grey = 1.0 - grey
+    grey = ndimage.gaussian_filter(grey, 1.0)  # sensor noise
+    paper = _paper(grey)
+    window = max(3, max(grey.shape) // 10)
+    light = ndimage.grey_closing(grey, size=(window, window))  # the paper's light, strokes closed
+    darkness = np.where(paper, (light - grey) / np.maximum(light, 1.0 / 255), 0.0)
+    on_paper = darkness[paper]
+    if on_paper.size == 0:
+        raise BlankImageError("no sheet of paper or drawing found in the photo: " + BLANK)
+    level = float(np.median(on_paper))
+    noise = 1.4826 * float(np.median(np.abs(on_paper - level)))
+    weak = darkness > level + max(GROW_NOISE * noise, MIN_FAINT_INK)
+    strong = darkness > level + max(SEED_NOISE * noise, settings.min_contrast)
+    labels, strokes = _strokes(weak, grey.shape)
+    seeded = set(np.unique(labels[strong]).tolist())
+    rim = paper & ~ndimage.binary_erosion(paper)  # the sheet's edge, and the frame's
+    cut = set(np.unique(labels[rim]).tolist())
+    kept = [label for label in strokes if label in seeded and label not in cut]
+    if not kept:
+        raise BlankImageError("no drawing found on the paper: " + BLANK)
+    mask = np.isin(labels, kept)
+    box = _bounding_box(mask)
+    ink = np.where(mask[box], darkness[box], 0.0).astype(np.float32)
+    return _glyph(ink, float(ink.max()), settings)
+
+
 def canvas_to_glyph(
     data: bytes,
     settings: GlyphSettings = GlyphSettings(),
     limits: ImageLimits = ImageLimits(),
 ) -> np.ndarray:
-    """Encoded canvas bytes -> normalized glyph: what the handler does to each request.
+    """Encoded image bytes -> normalized glyph: what the handler does to each request.
 
-    The same as ``normalize_glyph(ink_map(decode_image(data, limits)), settings)``, bit for bit;
-    an 8-bit image stays 8-bit until it is cropped to its ink (a third of the work on a canvas).
+    A canvas (a flat background, :func:`_ink_levels` and :func:`_is_canvas`, or any image under
+    :data:`MIN_PHOTO_SIDE` pixels a side) gives
+    ``normalize_glyph(ink_map(decode_image(data, limits)), settings)``, bit for bit, whenever
+    that has ink enough; an 8-bit image stays 8-bit until it is cropped to its ink (a third of the
+    work on a canvas), and a drawing with few ink pixels on a large canvas is read when one stroke
+    is long enough. Anything else is read as a photo of paper (:func:`_photo_glyph`).
+
+    Raises :class:`InputError` for undecodable images, :class:`BlankImageError` when there is no
+    drawing.
     """
     image = decode_image(data, limits)
     levels = _ink_levels(image)
     if levels is None:
         return normalize_glyph(ink_map(image), settings)
-    return _normalize_levels(*levels, settings)
+    values, table, flat = levels
+    maybe_photo = min(values.shape) >= MIN_PHOTO_SIDE
+    glyph = None if maybe_photo and not flat else _canvas_glyph(values, table, settings, maybe_photo)
+    return _photo_glyph(values, settings) if glyph is None else glyph

@@ -8,7 +8,12 @@ TorchServe hands the handler one dict per request, shaped by how the client sent
   decoded, or ``{"body": b"..."}`` when the JSON was malformed; with a text content type the body
   arrives as ``str``;
 - further multipart fields arrive as further keys (``-F top_k=3``: ``{"top_k": b"3"}``);
-  TorchServe 0.12 does not hand over query-string parameters.
+- a field sent twice (``-F data=@a.png -F data=@b.png``) would arrive as its last value only
+  (TorchServe's worker folds the request's parameters into a dict); the handler has the worker
+  keep every value instead (:func:`handler.recognizer.keep_repeated_fields`), as a list.
+
+TorchServe 0.12 does not hand over the URL's query string at all (not as fields, not as a header;
+tests/test_serving.py checks it), so options in it can be neither read nor refused here.
 
 :func:`parse_request` turns any of these into a :class:`Request` or raises
 :class:`handler.glyph.InputError` with a message that says what to fix. It only unwraps the
@@ -32,6 +37,7 @@ from handler.glyph import InputError
 IMAGE_FIELDS = ("data", "body")  # multipart field, raw body: where TorchServe puts the payload
 JSON_IMAGE_KEY = "image"
 OPTION_NAMES = ("top_k", "return_input")
+ONE_IMAGE = "send one image per request"
 USAGE = (
     'send the image as the raw body (curl -T drawing.png), as a multipart field named "data" '
     '(curl -F data=@drawing.png) or as JSON {"image": "<base64 or data: URL>", "top_k": 3}'
@@ -68,6 +74,11 @@ def parse_request(row: Mapping[str, Any]) -> Request:
     if payload_key is None:
         raise InputError(f"the request has no image: {USAGE}")
     payload = fields.pop(payload_key)
+    if isinstance(payload, list) and payload_key == "data":  # repeated multipart parts
+        raise InputError(f'the request has {len(payload)} "data" parts: {ONE_IMAGE}')
+    repeated = sorted(name for name, value in fields.items() if isinstance(value, list))
+    if repeated:
+        raise InputError(f"option(s) {repeated} given more than once: give each option once")
     options: dict[str, Any] = {name: _text(value) for name, value in fields.items()}
 
     if isinstance(payload, (bytes, bytearray)) and payload.lstrip()[:1] == b"{":
@@ -80,6 +91,8 @@ def parse_request(row: Mapping[str, Any]) -> Request:
         if JSON_IMAGE_KEY not in body:
             raise InputError(f'the JSON body has no "{JSON_IMAGE_KEY}" field: {USAGE}')
         encoded = body.pop(JSON_IMAGE_KEY)
+        if isinstance(encoded, list):
+            raise InputError(f'"{JSON_IMAGE_KEY}" holds a list: {ONE_IMAGE}')
         if not isinstance(encoded, str):
             raise InputError(f'"{JSON_IMAGE_KEY}" must be a base64 string or a data: URL')
         options.update(body)
@@ -88,7 +101,9 @@ def parse_request(row: Mapping[str, Any]) -> Request:
         image = decode_base64(payload)
     elif isinstance(payload, (bytes, bytearray)):
         image = bytes(payload)
-    else:  # JSON that is a list, a number, ...
+    elif isinstance(payload, list):  # several images in one JSON body
+        raise InputError(f"the JSON body must be an object, not a list: {ONE_IMAGE}; {USAGE}")
+    else:  # JSON that is a number, ...
         raise InputError(f"the JSON body must be an object: {USAGE}")
     return Request(image=image, **_parse_options(options))
 

@@ -23,13 +23,14 @@ import os
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from ts.context import Context
 from ts.handler_utils.timer import timed
+from ts.service import Service
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
@@ -43,6 +44,35 @@ DEFAULT_TOP_K = 5
 JSON_TYPE = "application/json"
 
 
+def _keeping_repeats(retrieve: Callable[[list[dict]], tuple]) -> Callable[[list[dict]], tuple]:
+    """``retrieve`` (TorchServe's ``Service.retrieve_data_for_inference``: the worker's requests
+    -> request headers, one dict of fields per request, request ids), with every field a request
+    sends more than once as the list of its values instead of its last value."""
+
+    def retrieve_keeping_repeats(batch: list[dict]) -> tuple:
+        headers, rows, ids = retrieve(batch)
+        for request, row in zip(batch, rows):
+            names = [parameter["name"] for parameter in request["parameters"]]
+            for name in {name for name in names if names.count(name) > 1}:
+                row[name] = [p["value"] for p in request["parameters"] if p["name"] == name]
+        return headers, rows, ids
+
+    retrieve_keeping_repeats.keeps_repeats = True  # type: ignore[attr-defined]
+    return retrieve_keeping_repeats
+
+
+def keep_repeated_fields() -> None:
+    """Make this worker hand the handler every value of a repeated field, as a list.
+
+    TorchServe 0.12's worker folds a request's parameters into a dict before the handler sees
+    them, so of two multipart parts named ``data`` only the last reached the handler and the other
+    was dropped without a word. With this, :func:`handler.payload.parse_request` sees both and
+    refuses the request. Idempotent."""
+    current = Service.retrieve_data_for_inference
+    if not getattr(current, "keeps_repeats", False):
+        Service.retrieve_data_for_inference = staticmethod(_keeping_repeats(current))
+
+
 class RecognizerHandler(BaseHandler):
     """Canvas image in, ranked labels out; see the module docstring and README's output contract."""
 
@@ -50,6 +80,7 @@ class RecognizerHandler(BaseHandler):
         """Load the TorchScript model and label map (BaseHandler), then the model's preprocessing
         constants, its version and the handler settings from ``model-config.yaml``."""
         settings = (context.model_yaml_config or {}).get("handler") or {}
+        keep_repeated_fields()
         # One intra-op thread per worker: on 2 cores, torch's default (all cores in every worker)
         # oversubscribed the CPU and multiplied tail latency by 10.
         torch.set_num_threads(int(os.environ.get(THREADS_ENV) or settings.get("torch_threads", 1)))

