@@ -95,7 +95,8 @@ def evaluate_model(
     served, errors = _served_labels(target, pngs, handler.classes, concurrency)
     plain = _compare(served, _handler_labels(handler, pngs), truth, errors)
     model = torch.jit.load(str(model_dir / "model.pt"))
-    evaluation = predict(model, normalize_images(test_images, settings), preprocessing["mean"], preprocessing["std"])
+    evaluation = predict(model, normalize_images(test_images, settings), preprocessing["mean"], preprocessing["std"],
+                         len(handler.classes))
     plain["accuracy_evaluation"] = round(float((evaluation == truth).mean()), 5)
     plain["different_from_evaluation"] = int((served != evaluation).sum())
 
