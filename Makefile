@@ -41,13 +41,14 @@ evaluate: install ## re-evaluate the exported MODEL(s) in MODELS_DIR without tra
 
 # Serving. MODELS_DIR: exported models to package; MODEL_STORE: the .mar archives; RUN_DIR: all
 # of TorchServe's runtime files. INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, GRPC_INFERENCE_PORT,
-# GRPC_MANAGEMENT_PORT override config/config.properties when set.
+# GRPC_MANAGEMENT_PORT override config/config.properties when set. ENVELOPE (kserve or kservev2)
+# serves KServe's protocol v1 or v2 instead of TorchServe's own (handler/envelope.py).
 MODELS_DIR ?= models
 MODEL_STORE ?= model_store
 RUN_DIR ?= .run
 ARCHIVES := $(MODEL:%=$(MODEL_STORE)/%.mar)
-HANDLER_FILES := handler/__init__.py handler/glyph.py handler/payload.py handler/recognizer.py \
-	handler/archive.py config/serving.yaml
+HANDLER_FILES := handler/__init__.py handler/glyph.py handler/payload.py handler/envelope.py \
+	handler/recognizer.py handler/archive.py config/serving.yaml
 SERVE_FLAGS = --run-dir $(RUN_DIR) \
 	$(if $(INFERENCE_PORT),--inference-port $(INFERENCE_PORT)) \
 	$(if $(MANAGEMENT_PORT),--management-port $(MANAGEMENT_PORT)) \
@@ -64,8 +65,9 @@ $(ARCHIVES): $(MODEL_STORE)/%.mar: $(MODELS_DIR)/%/model.pt $(MODELS_DIR)/%/inde
 java: install # TorchServe needs Java 17+: say how to install it before doing anything else
 	@$(PY) -m handler.server check-java
 
-serve: java archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY
-	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL)
+serve: java archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY; ENVELOPE=kserve|kservev2: KServe's protocol v1/v2
+	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL) \
+		$(if $(ENVELOPE),--envelope $(ENVELOPE))
 
 stop: ## stop TorchServe and wait until its processes are gone
 	$(PY) -m handler.server stop --run-dir $(RUN_DIR)
