@@ -75,6 +75,21 @@ stop: ## stop TorchServe and wait until its processes are gone
 status: ## TorchServe's models, versions and workers
 	$(PY) -m handler.server status --run-dir $(RUN_DIR)
 
+# Beyond one machine (docs/deploy.md). KSERVE_BUNDLE: the storage layout KServe's TorchServe
+# runtime serves; KSERVE_VENV: KServe's own model server (its pins differ from this project's).
+KSERVE_BUNDLE ?= build/kserve-bundle
+KSERVE_VENV ?= build/kserve-venv
+
+.PHONY: kserve-bundle kserve-venv
+kserve-bundle: archive ## KSERVE_BUNDLE/config/config.properties + model-store/*.mar from MODEL_STORE, for an InferenceService's storageUri
+	$(PY) -m handler.bundle $(MODEL) --model-store $(MODEL_STORE) --out $(KSERVE_BUNDLE)
+
+kserve-venv: $(KSERVE_VENV)/.installed ## KServe's model server (deploy/requirements-kserve.txt) in its own virtualenv
+$(KSERVE_VENV)/.installed: deploy/requirements-kserve.txt constraints.txt
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --disable-pip-version-check -q -c constraints.txt -r deploy/requirements-kserve.txt
+	@touch $@
+
 # Benchmarks (benchmarks/, settings in config/benchmarks.yaml). DATA_DIR adds the accuracy over HTTP.
 BENCH_QUICK_OUT ?= build/bench-quick.json
 BENCH_FLAGS = --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR)
@@ -94,11 +109,14 @@ APP_PORT ?= 7860
 client: install ## start the Gradio sketchpad app on http://APP_HOST:APP_PORT (127.0.0.1:7860) against make serve's TorchServe
 	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR)
 
-test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
-	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
+# SCHEMAS_DIR: KServe's resource schemas for the manifest tests (skipped with a reason when absent).
+SCHEMAS_DIR ?= ../shared/schemas
 
-test-fast: install ## the test suite without the slow tests
-	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -m "not slow"
+test: install browser kserve-venv ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
+	DATA_DIR=$(abspath $(DATA_DIR)) SCHEMAS_DIR=$(abspath $(SCHEMAS_DIR)) KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest
+
+test-fast: install kserve-venv ## the test suite without the slow tests
+	DATA_DIR=$(abspath $(DATA_DIR)) SCHEMAS_DIR=$(abspath $(SCHEMAS_DIR)) KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -m "not slow"
 
 browser: ## install Debian's chromium for the browser tests (apt-get; skipped when CHROMIUM exists)
 	@test -x $(CHROMIUM) || { \
