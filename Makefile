@@ -17,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv with the pinned dependencies (seconds when nothing changed)
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-serving.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (torch CPU wheel, constraints.txt) ..."
@@ -77,12 +77,17 @@ status: ## TorchServe's models, versions and workers
 
 # Beyond one machine (docs/deploy.md). KSERVE_BUNDLE: the storage layout KServe's TorchServe
 # runtime serves; KSERVE_VENV: KServe's own model server (its pins differ from this project's).
+# CONTAINER_BUNDLE: what deploy/Dockerfile copies (it names build/container: change both or neither).
 KSERVE_BUNDLE ?= build/kserve-bundle
 KSERVE_VENV ?= build/kserve-venv
+CONTAINER_BUNDLE ?= build/container
 
-.PHONY: kserve-bundle kserve-venv
+.PHONY: kserve-bundle kserve-venv container-bundle
 kserve-bundle: archive ## KSERVE_BUNDLE/config/config.properties + model-store/*.mar from MODEL_STORE, for an InferenceService's storageUri
 	$(PY) -m handler.bundle $(MODEL) --model-store $(MODEL_STORE) --out $(KSERVE_BUNDLE)
+
+container-bundle: archive ## build/container: what deploy/Dockerfile copies (archives + config.properties); then docker build -f deploy/Dockerfile .
+	$(PY) -m handler.bundle $(MODEL) --model-store $(MODEL_STORE) --out $(CONTAINER_BUNDLE) --profile container
 
 kserve-venv: $(KSERVE_VENV)/.installed ## KServe's model server (deploy/requirements-kserve.txt) in its own virtualenv
 $(KSERVE_VENV)/.installed: deploy/requirements-kserve.txt constraints.txt

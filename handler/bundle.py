@@ -1,5 +1,7 @@
-"""The storage layout KServe's TorchServe runtime serves: ``python -m handler.bundle digits letters
-balanced --model-store model_store --out build/kserve-bundle`` (``make kserve-bundle``).
+"""The archives and configuration a cluster serves: ``python -m handler.bundle digits letters
+balanced --model-store model_store --out build/kserve-bundle`` (``make kserve-bundle``), or with
+``--profile container`` what the container image holds (``make container-bundle``,
+deploy/Dockerfile): the same layout, configured for a plain Deployment (:data:`CONTAINER_SETTINGS`).
 
 Under an InferenceService's ``storageUri`` KServe expects::
 
@@ -27,9 +29,10 @@ from typing import Any
 
 import yaml
 
-from handler.server import CONFIG, MODELS, render_properties
+from handler.server import CONFIG, MODELS, render_properties, store_only_urls
 
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts the storageUri's files
+CONTAINER_HOME = "/srv/recognizer"  # the image's WORKDIR (deploy/Dockerfile): TorchServe's run folder
 KSERVE_SETTINGS = {
     # KServe's model server listens on 8080 in the same container and calls TorchServe here
     # (TorchServe's KServe wrapper reads these addresses from this file): loopback only.
@@ -47,6 +50,21 @@ KSERVE_SETTINGS = {
     "enable_envvars_config": "true",
     "model_store": f"{MOUNT}/model-store",
 }
+CONTAINER_SETTINGS = {
+    # Predictions reach the pod on 8080 with the inference key, token authorization on.
+    "inference_address": "http://0.0.0.0:8080",
+    # The management API stays inside the pod: the health check and a version swap with
+    # `kubectl exec ... python -m client models` use it; registration only from the model store.
+    "management_address": "http://127.0.0.1:8081",
+    "allowed_urls": store_only_urls(f"{CONTAINER_HOME}/model-store"),
+    # Prometheus scrapes the pod.
+    "metrics_address": "http://0.0.0.0:8082",
+    # TS_* variables of the pod override this file (TS_INFERENCE_ADDRESS, TS_DISABLE_TOKEN_AUTHORIZATION,
+    # ...; see docs/deploy.md), so one image serves every setup.
+    "enable_envvars_config": "true",
+    "model_store": f"{CONTAINER_HOME}/model-store",
+}
+PROFILES = {"kserve": KSERVE_SETTINGS, "container": CONTAINER_SETTINGS}
 SNAPSHOT_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay", "responseTimeout")
 
 
@@ -59,13 +77,14 @@ def archive_settings(archive: Path) -> dict[str, Any]:
             **{key: config[key] for key in SNAPSHOT_SETTINGS if key in config}}
 
 
-def model_snapshot(archives: list[Path]) -> dict[str, Any]:
-    """TorchServe's ``model_snapshot``: every archive as the default version of its model."""
+def model_snapshot(archives: list[Path], unbatched: bool = False) -> dict[str, Any]:
+    """TorchServe's ``model_snapshot``: every archive as the default version of its model.
+    ``unbatched`` (behind KServe's envelopes) refuses an archive that batches."""
     models: dict[str, Any] = {}
     for archive in archives:
         settings = archive_settings(archive)
         name, version = settings.pop("name"), settings.pop("version")
-        if settings.get("batchSize", 1) != 1:
+        if unbatched and settings.get("batchSize", 1) != 1:
             # KServe's envelopes read the first request of a batch only (pytorch/serve#1302).
             raise ValueError(f"{archive}: batchSize {settings['batchSize']} behind a KServe envelope "
                              "would leave requests unanswered; archive it with batchSize 1")
@@ -73,9 +92,12 @@ def model_snapshot(archives: list[Path]) -> dict[str, Any]:
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
 
 
-def build_bundle(names: list[str], model_store: Path, out: Path, config: Path = CONFIG) -> Path:
-    """``out/config/config.properties`` and ``out/model-store/<name>.mar`` for each of ``names``;
-    anything else in ``out`` is removed first. Returns ``out``."""
+def build_bundle(
+    names: list[str], model_store: Path, out: Path, profile: str = "kserve", config: Path = CONFIG
+) -> Path:
+    """``out/config/config.properties`` and ``out/model-store/<name>.mar`` for each of ``names``,
+    configured for ``profile`` (:data:`PROFILES`); anything else in ``out`` is removed first.
+    Returns ``out``."""
     archives = [model_store / f"{name}.mar" for name in names]
     missing = [str(path) for path in archives if not path.is_file()]
     if missing:
@@ -85,8 +107,8 @@ def build_bundle(names: list[str], model_store: Path, out: Path, config: Path = 
     (out / "config").mkdir()
     for archive in archives:
         shutil.copy2(archive, out / "model-store" / archive.name)
-    settings = {**KSERVE_SETTINGS,
-                "model_snapshot": json.dumps(model_snapshot(archives), separators=(",", ":"))}
+    snapshot = model_snapshot(archives, unbatched=profile == "kserve")
+    settings = {**PROFILES[profile], "model_snapshot": json.dumps(snapshot, separators=(",", ":"))}
     (out / "config" / "config.properties").write_text(render_properties(config.read_text(), settings))
     return out
 
@@ -96,13 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("names", nargs="*", default=list(MODELS), help="models (default: all three)")
     parser.add_argument("--model-store", type=Path, default=Path("model_store"))
     parser.add_argument("--out", type=Path, default=Path("build/kserve-bundle"))
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="kserve")
     args = parser.parse_args(argv)
     try:
-        out = build_bundle(args.names, args.model_store, args.out)
+        out = build_bundle(args.names, args.model_store, args.out, args.profile)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
-    print(f"{out}: config/config.properties, model-store/ ({', '.join(args.names)}); "
-          f"copy it to the InferenceService's storageUri")
+    where = "the InferenceService's storageUri" if args.profile == "kserve" else "docker build -f deploy/Dockerfile ."
+    print(f"{out}: config/config.properties, model-store/ ({', '.join(args.names)}), for {where}")
 
 
 if __name__ == "__main__":

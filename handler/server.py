@@ -110,6 +110,12 @@ def render_properties(base: str, overrides: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def store_only_urls(store: str) -> str:
+    """``allowed_urls`` that accept only archives in the model store ``store`` (never http(s) or
+    other folders), escaped for a properties file."""
+    return ("file://" + re.escape(store) + r"/[^/]+\.mar").replace("\\", "\\\\")
+
+
 def with_port(address: str, port: int) -> str:
     """``http://127.0.0.1:8080`` with another port."""
     return re.sub(r":\d+$", f":{port}", address)
@@ -216,8 +222,7 @@ class TorchServe:
         overrides = {
             "model_store": store,
             "workflow_store": store,
-            # Registration accepts only archives in this store (never http(s) or other folders).
-            "allowed_urls": ("file://" + re.escape(store) + r"/[^/]+\.mar").replace("\\", "\\\\"),
+            "allowed_urls": store_only_urls(store),
             "load_models": ",".join(f"{name}.mar" for name in models),
         }
         if self.envelope:
