@@ -109,7 +109,9 @@ def build_bundle(
         shutil.copy2(archive, out / "model-store" / archive.name)
     snapshot = model_snapshot(archives, unbatched=profile == "kserve")
     settings = {**PROFILES[profile], "model_snapshot": json.dumps(snapshot, separators=(",", ":"))}
-    (out / "config" / "config.properties").write_text(render_properties(config.read_text(), settings))
+    header = (f"# Written by `python -m handler.bundle --profile {profile}` from {config.name}: its settings\n"
+              f"# for this profile (handler/bundle.py) replace those below or are appended at the end.\n")
+    (out / "config" / "config.properties").write_text(header + render_properties(config.read_text(), settings))
     return out
 
 
