@@ -18,8 +18,8 @@ Both envelopes read only the first request of a batch (pytorch/serve#1302), so T
 batching must stay off behind them (``batchSize: 1``, the shipped setting). Bad input keeps the
 project's error object and its 4xx status: v1 puts it in ``predictions`` in the place of the
 instance it answers (the others are answered), v2 turns it into output tensors (``code``,
-``type``, ``message``). What the envelope itself cannot parse (a body that is not JSON, no
-``instances`` / ``inputs``) fails inside TorchServe before the handler runs, with its 503.
+``type``, ``message``). What the envelope itself cannot parse (a body that is not JSON, a v2
+body without ``inputs``) fails inside TorchServe before the handler runs, with its 503.
 """
 
 from __future__ import annotations

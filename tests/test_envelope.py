@@ -106,6 +106,13 @@ def test_v1_bad_input_is_a_4xx_and_the_other_instances_are_answered(kserve_v1):
     assert typo["type"] == "InputError" and "topk" in typo["message"]
 
 
+def test_v1_without_instances_is_a_4xx_that_says_what_to_send(kserve_v1):
+    response = post(kserve_v1, V1, json={"image": SEVEN})
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["predictions"]
+    assert '"instances"' in error["message"]
+
+
 def test_v2_gives_label_confidence_and_probabilities_as_output_tensors(kserve_v2, torchserve):
     response = post(kserve_v2, V2, json={"id": "req-1", "inputs": [v2_input(SEVEN, top_k=2)]})
     assert response.status_code == 200, response.text
