@@ -17,7 +17,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv with the pinned dependencies (seconds when nothing changed)
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-serving.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing pinned dependencies into $(VENV) (torch CPU wheel, constraints.txt) ..."
@@ -41,13 +41,14 @@ evaluate: install ## re-evaluate the exported MODEL(s) in MODELS_DIR without tra
 
 # Serving. MODELS_DIR: exported models to package; MODEL_STORE: the .mar archives; RUN_DIR: all
 # of TorchServe's runtime files. INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, GRPC_INFERENCE_PORT,
-# GRPC_MANAGEMENT_PORT override config/config.properties when set.
+# GRPC_MANAGEMENT_PORT override config/config.properties when set. ENVELOPE (kserve or kservev2)
+# serves KServe's protocol v1 or v2 instead of TorchServe's own (handler/envelope.py).
 MODELS_DIR ?= models
 MODEL_STORE ?= model_store
 RUN_DIR ?= .run
 ARCHIVES := $(MODEL:%=$(MODEL_STORE)/%.mar)
-HANDLER_FILES := handler/__init__.py handler/confidence.py handler/glyph.py handler/payload.py handler/recognizer.py \
-	handler/archive.py config/serving.yaml
+HANDLER_FILES := handler/__init__.py handler/confidence.py handler/glyph.py handler/payload.py \
+	handler/envelope.py handler/recognizer.py handler/archive.py config/serving.yaml
 SERVE_FLAGS = --run-dir $(RUN_DIR) \
 	$(if $(INFERENCE_PORT),--inference-port $(INFERENCE_PORT)) \
 	$(if $(MANAGEMENT_PORT),--management-port $(MANAGEMENT_PORT)) \
@@ -64,14 +65,35 @@ $(ARCHIVES): $(MODEL_STORE)/%.mar: $(MODELS_DIR)/%/model.pt $(MODELS_DIR)/%/inde
 java: install # TorchServe needs Java 17+: say how to install it before doing anything else
 	@$(PY) -m handler.server check-java
 
-serve: java archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY
-	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL)
+serve: java archive ## start TorchServe in the background (state in RUN_DIR) once MODEL's workers are READY; ENVELOPE=kserve|kservev2: KServe's protocol v1/v2
+	$(PY) -m handler.server start $(SERVE_FLAGS) --model-store $(MODEL_STORE) --models $(MODEL) \
+		$(if $(ENVELOPE),--envelope $(ENVELOPE))
 
 stop: ## stop TorchServe and wait until its processes are gone
 	$(PY) -m handler.server stop --run-dir $(RUN_DIR)
 
 status: ## TorchServe's models, versions and workers
 	$(PY) -m handler.server status --run-dir $(RUN_DIR)
+
+# Beyond one machine (docs/deploy.md). KSERVE_BUNDLE: the storage layout KServe's TorchServe
+# runtime serves; KSERVE_VENV: KServe's own model server (its pins differ from this project's).
+# CONTAINER_BUNDLE: what deploy/Dockerfile copies (it names build/container: change both or neither).
+KSERVE_BUNDLE ?= build/kserve-bundle
+KSERVE_VENV ?= build/kserve-venv
+CONTAINER_BUNDLE ?= build/container
+
+.PHONY: kserve-bundle kserve-venv container-bundle
+kserve-bundle: archive ## KSERVE_BUNDLE/config/config.properties + model-store/*.mar from MODEL_STORE, for an InferenceService's storageUri
+	$(PY) -m handler.bundle $(MODEL) --model-store $(MODEL_STORE) --out $(KSERVE_BUNDLE)
+
+container-bundle: archive ## build/container: what deploy/Dockerfile copies (archives + config.properties); then docker build -f deploy/Dockerfile .
+	$(PY) -m handler.bundle $(MODEL) --model-store $(MODEL_STORE) --out $(CONTAINER_BUNDLE) --profile container
+
+kserve-venv: $(KSERVE_VENV)/.installed ## KServe's model server (deploy/requirements-kserve.txt) in its own virtualenv
+$(KSERVE_VENV)/.installed: deploy/requirements-kserve.txt constraints.txt
+	@test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install --disable-pip-version-check -q -c constraints.txt -r deploy/requirements-kserve.txt
+	@touch $@
 
 # Benchmarks (benchmarks/, settings in config/benchmarks.yaml). DATA_DIR adds the accuracy over HTTP.
 BENCH_QUICK_OUT ?= build/bench-quick.json
@@ -92,11 +114,14 @@ APP_PORT ?= 7860
 client: install ## start the Gradio sketchpad app on http://APP_HOST:APP_PORT (127.0.0.1:7860) against make serve's TorchServe
 	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR)
 
-test: install browser ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
-	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest
+# SCHEMAS_DIR: KServe's resource schemas for the manifest tests (skipped with a reason when absent).
+SCHEMAS_DIR ?= ../shared/schemas
 
-test-fast: install ## the test suite without the slow tests
-	DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -m "not slow"
+test: install browser kserve-venv ## run the whole test suite (DATA_DIR=... adds the tests on real datasets)
+	DATA_DIR=$(abspath $(DATA_DIR)) SCHEMAS_DIR=$(abspath $(SCHEMAS_DIR)) KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest
+
+test-fast: install kserve-venv ## the test suite without the slow tests
+	DATA_DIR=$(abspath $(DATA_DIR)) SCHEMAS_DIR=$(abspath $(SCHEMAS_DIR)) KSERVE_VENV=$(abspath $(KSERVE_VENV)) $(PY) -m pytest -m "not slow"
 
 browser: ## install Debian's chromium for the browser tests (apt-get; skipped when CHROMIUM exists)
 	@test -x $(CHROMIUM) || { \

@@ -33,6 +33,7 @@ from ts.handler_utils.timer import timed
 from ts.service import Service
 from ts.torch_handler.base_handler import BaseHandler
 
+from handler import envelope
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_to_glyph
 from handler.payload import Batch, Request, parse_request
@@ -96,6 +97,8 @@ class RecognizerHandler(BaseHandler):
         self.classes = [self.mapping[str(index)] for index in range(len(self.mapping))]
         self.limits = ImageLimits(**settings.get("limits", {}))
         self.default_top_k = int(settings.get("top_k", DEFAULT_TOP_K))
+        # KServe's protocols, when TorchServe wraps this handler in its envelope (handler/envelope.py)
+        self.envelope = envelope.from_environment()
 
         # Warm up through the whole pipeline: the first decode loads PIL's plugins and TorchScript
         # optimizes the model on its second run; left cold, the first request took ~190 ms.
@@ -111,6 +114,13 @@ class RecognizerHandler(BaseHandler):
             "%s %s ready: %d classes, %d torch threads",
             context.model_name, self.version, len(self.classes), torch.get_num_threads(),
         )
+
+    def handle(self, data: Any, context: Context) -> list[Any]:
+        """BaseHandler's batch path, or, behind a KServe envelope, that path for each image of
+        the enveloped request with the answers in the envelope's shape."""
+        if self.envelope is None:
+            return super().handle(data, context)
+        return self.envelope.handle(super().handle, error_body, data, context)
 
     @timed
     def preprocess(self, data: list[dict[str, Any]]) -> Batch:

@@ -13,6 +13,10 @@ one run folder (``.run/`` by default, git-ignored):
 
 Nothing goes to the repository root or ``/tmp``; ``stop`` waits until the JVM and every worker
 have exited and empties ``tmp/``.
+
+``start --envelope kserve|kservev2`` serves KServe's protocol v1 or v2 instead of TorchServe's own
+(``handler/envelope.py``), set as KServe's runtime sets it: ``TS_SERVICE_ENVELOPE`` in the
+environment and ``enable_envvars_config=true``, without which TorchServe ignores the variable.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ JAVA_MIN = 17
 JAVA_INSTALL = "sudo apt-get install -y openjdk-17-jre-headless"
 PID_FILE = ".model_server.pid"  # TorchServe's name, in its temp folder
 PORT_NAMES = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+ENVELOPE_VARIABLE = "TS_SERVICE_ENVELOPE"  # read by TorchServe (with enable_envvars_config) and the handler
+ENVELOPES = ("kserve", "kservev2")
 
 
 class ServerError(RuntimeError):
@@ -104,6 +110,12 @@ def render_properties(base: str, overrides: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def store_only_urls(store: str) -> str:
+    """``allowed_urls`` that accept only archives in the model store ``store`` (never http(s) or
+    other folders), escaped for a properties file."""
+    return ("file://" + re.escape(store) + r"/[^/]+\.mar").replace("\\", "\\\\")
+
+
 def with_port(address: str, port: int) -> str:
     """``http://127.0.0.1:8080`` with another port."""
     return re.sub(r":\d+$", f":{port}", address)
@@ -118,6 +130,7 @@ class TorchServe:
     config: Path = CONFIG
     log_config: Path = LOG_CONFIG
     ports: dict[str, int] = field(default_factory=dict)  # PORT_NAMES -> port; others from config
+    envelope: str | None = None  # one of ENVELOPES: KServe's protocol instead of TorchServe's own
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir).resolve()
@@ -150,7 +163,12 @@ class TorchServe:
         """TorchServe's environment: its temp files and logs under ``run_dir``. The launcher
         finds its pid file through Python's temp folder (TMPDIR first), the JVM and the workers
         through TEMP, so all three names point to the same folder."""
-        env = {key: value for key, value in os.environ.items() if key != "TS_CONFIG_FILE"}
+        # TS_SERVICE_ENVELOPE only from `envelope`: the handler reads it too, and a stray one would
+        # make it answer in a shape TorchServe does not wrap.
+        env = {key: value for key, value in os.environ.items()
+               if key not in ("TS_CONFIG_FILE", ENVELOPE_VARIABLE)}
+        if self.envelope:
+            env[ENVELOPE_VARIABLE] = self.envelope
         temp = str(self.temp)
         env.update(TMPDIR=temp, TEMP=temp, TMP=temp, LOG_LOCATION=str(self.logs),
                    METRICS_LOCATION=str(self.logs))
@@ -204,10 +222,11 @@ class TorchServe:
         overrides = {
             "model_store": store,
             "workflow_store": store,
-            # Registration accepts only archives in this store (never http(s) or other folders).
-            "allowed_urls": ("file://" + re.escape(store) + r"/[^/]+\.mar").replace("\\", "\\\\"),
+            "allowed_urls": store_only_urls(store),
             "load_models": ",".join(f"{name}.mar" for name in models),
         }
+        if self.envelope:
+            overrides["enable_envvars_config"] = "true"
         for name, port in self.ports.items():
             if name.startswith("grpc_"):
                 overrides[f"{name}_port"] = str(port)
@@ -343,9 +362,18 @@ class TorchServe:
             f"  metrics     {endpoints.metrics}/metrics",
             f"  keys        {self.key_file} (they expire after an hour; python -m client keys renews them)",
             "Try it:",
-            f"  curl -H 'Authorization: Bearer {key}' -T drawing.png "
-            f"{endpoints.inference}/predictions/digits",
+            f"  curl -H 'Authorization: Bearer {key}' {self.try_it(endpoints.inference)}",
         ])
+
+    def try_it(self, inference: str) -> str:
+        """The end of a curl command that sends drawing.png in the protocol being served."""
+        if self.envelope is None:
+            return f"-T drawing.png {inference}/predictions/digits"
+        body = ('{"instances": [{"data": "\'$(base64 -w0 drawing.png)\'"}]}' if self.envelope == "kserve"
+                else '{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", '
+                     '"data": ["\'$(base64 -w0 drawing.png)\'"]}]}')
+        path = "/v1/models/digits:predict" if self.envelope == "kserve" else "/v2/models/digits/infer"
+        return f"-H 'Content-Type: application/json' -d '{body}' {inference}{path}"
 
 
 NOT_RUNNING = 3  # exit status of `status` when the server is down, as LSB init scripts' status
@@ -358,11 +386,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-store", type=Path, default=PROJECT / "model_store")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait (start)")
+    parser.add_argument("--envelope", choices=ENVELOPES,
+                        help="serve KServe's protocol v1 (kserve) or v2 (kservev2) (start)")
     for name in PORT_NAMES:
         parser.add_argument(f"--{name.replace('_', '-')}-port", type=int, dest=name)
     args = parser.parse_args(argv)
     ports = {name: getattr(args, name) for name in PORT_NAMES if getattr(args, name)}
-    server = TorchServe(run_dir=args.run_dir, model_store=args.model_store, ports=ports)
+    server = TorchServe(run_dir=args.run_dir, model_store=args.model_store, ports=ports,
+                        envelope=args.envelope)
     try:
         if args.command == "start":
             server.start(args.models, timeout=args.timeout)

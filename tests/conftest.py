@@ -17,8 +17,9 @@ What the fixture gives (a :class:`handler.server.TorchServe`):
   ``torchserve.processes()``: the JVM and all its workers (``psutil.Process``);
 - ``torchserve.run_dir`` and ``torchserve.logs``: runtime files and logs.
 
-``running_torchserve(run_dir, model_store, models, config)`` starts a private one the same way
-(for tests that break or reconfigure a server), stopped when its ``with`` block ends.
+``running_torchserve(run_dir, model_store, models, config, envelope)`` starts a private one the
+same way (for tests that break or reconfigure a server, or speak KServe's protocols), stopped
+when its ``with`` block ends.
 ``archive_variant`` archives another version of a model (or one that cannot load), and
 ``make(...)`` runs a Makefile target as a user does.
 
@@ -95,11 +96,13 @@ def archive_variant(
 
 @contextmanager
 def running_torchserve(
-    run_dir: Path, model_store: Path, models: Sequence[str] = MODELS, config: Path = CONFIG
+    run_dir: Path, model_store: Path, models: Sequence[str] = MODELS, config: Path = CONFIG,
+    envelope: str | None = None,
 ) -> Iterator[TorchServe]:
     """A TorchServe on free ports serving ``models`` (``<name>.mar`` in ``model_store``), its
-    runtime files in ``run_dir``; stopped, workers and all, when the block ends."""
-    server = TorchServe(run_dir=run_dir, model_store=model_store, config=config,
+    runtime files in ``run_dir``, behind KServe's ``envelope`` when given; stopped, workers and
+    all, when the block ends."""
+    server = TorchServe(run_dir=run_dir, model_store=model_store, config=config, envelope=envelope,
                         ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
     try:
         server.start(models)
