@@ -79,3 +79,12 @@ def test_no_pen_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(DatasetNotFound, match="pen: 0"):
         prepare_pen(tmp_path, GlyphSettings(), variants=1, cache_dir=tmp_path / "cache")
+
+
+def test_a_case_aware_letters_model_learns_lower_case_as_classes_of_its_own():
+    from training.labels import CASED_LETTERS, byclass_to_letters
+
+    samples = [sample("K", "a/w1"), sample("g", "a/w1"), sample("7", "a/w1")]
+    assert sample_classes("letters", samples, cased=True).tolist() == [10, 26 + 6, -1]
+    assert [CASED_LETTERS[i] for i in byclass_to_letters(np.array([10, 36, 61]), cased=True)] == ["A", "a", "z"]
+    assert byclass_to_letters(np.array([3]), cased=True).tolist() == [-1]

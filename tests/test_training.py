@@ -202,3 +202,19 @@ def test_classification_metrics_from_a_confusion_matrix():
     )
     assert metrics["per_class"]["b"]["precision"] == pytest.approx(0.8)
     assert metrics["macro_f1"] == pytest.approx((6 / 7 + 2 * 0.8 / 1.8) / 2)
+
+
+def test_a_case_aware_letters_model_answers_each_letter_with_the_sum_of_its_two_cases():
+    from training.model import CaseMerged
+
+    net = GlyphNet(53)  # 26 capitals, 26 lower case, "not a character"
+    merged = CaseMerged(net).eval()
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cased = torch.softmax(net.eval()(x), dim=1)
+        answered = torch.softmax(merged(x), dim=1)
+        scripted = torch.jit.script(merged)(x)
+    assert answered.shape == (4, 27)
+    assert torch.allclose(answered[:, :26], cased[:, :26] + cased[:, 26:52], atol=1e-6)
+    assert torch.allclose(answered[:, 26], cased[:, 52], atol=1e-6)
+    assert torch.allclose(scripted, merged(x), atol=1e-5)

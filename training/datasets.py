@@ -262,13 +262,16 @@ def _hold_out(train: Split, fraction: float) -> tuple[Split, Split]:
 
 
 def load_recognizer_data(
-    recognizer: str, root: str | os.PathLike, npz: str | os.PathLike | None = None, val_fraction: float = 0.1
+    recognizer: str, root: str | os.PathLike, npz: str | os.PathLike | None = None, val_fraction: float = 0.1,
+    cased_letters: bool = False,
 ) -> RecognizerData:
     """The train/val/test data of a recognizer, from the best source found under ``root``.
 
     digits: MNIST (official test set; validation taken from its training set).
     letters, balanced: EMNIST if its files are under ``root``, else an .npz such as FEMNIST
-    (``npz`` or ``<root>/FEMNIST/*.npz``), split by writer.
+    (``npz`` or ``<root>/FEMNIST/*.npz``), split by writer. ``cased_letters``: the letters'
+    training labels keep the case (``labels.CASED_LETTERS``; validation and test stay merged);
+    only an .npz with ByClass labels has it, EMNIST Letters raises ``DatasetNotFound``.
     """
     root = Path(root)
     if recognizer == "digits":
@@ -285,6 +288,11 @@ def load_recognizer_data(
     emnist_raw = root / "EMNIST" / "raw"
     if _find_raw(emnist_raw, f"emnist-{recognizer}-train-images-idx3-ubyte"):
         train, test = load_emnist(root, recognizer)
+        if recognizer == "letters" and cased_letters:
+            raise DatasetNotFound(
+                "EMNIST Letters merges upper and lower case, so a case-aware letters model cannot "
+                "learn from it: set case_aware: false for letters in config/recognizers.yaml"
+            )
         if recognizer == "letters":
             train.labels, test.labels = L.emnist_letters_to_index(train.labels), L.emnist_letters_to_index(test.labels)
         train, val = _hold_out(train, val_fraction)
@@ -315,6 +323,9 @@ def load_recognizer_data(
         masks = writer_split(writers, val=val_fraction)
         how = f"split by writer 80/10/10 ({len(np.unique(writers))} writers, none in two splits)"
     train, val, test = (_subset(images, labels, m) for m in masks)
+    if recognizer == "letters" and cased_letters:
+        train = Split(train.images, L.byclass_to_letters(byclass[is_letter][masks[0]], cased=True))
+        how += "; training labels keep the case"
     return RecognizerData(train, val, test, f"{npz_path.name} ({len(labels)} images), {how}")
 
 

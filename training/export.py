@@ -24,7 +24,7 @@ import torch
 
 from handler.glyph import GlyphSettings
 from training.labels import CLASS_NAMES, index_to_name
-from training.model import count_parameters
+from training.model import CaseMerged, count_parameters
 
 MAX_ABS_DIFF = 1e-4  # TorchScript vs eager logits; both run the same float32 kernels
 
@@ -81,7 +81,8 @@ def export_model(
             "epochs": training["epochs"],
             "best_epoch": training["best_epoch"],
             "train_seconds": training["train_seconds"],
-            "architecture": f"GlyphNet(width={training['config']['width']}): {architecture(model)}",
+            "architecture": f"GlyphNet(width={training['config']['width']}): {architecture(model)}"
+            + ("; upper and lower case learned apart, answered merged (CaseMerged)" if isinstance(model, CaseMerged) else ""),
             "command": training["command"],
         },
     )

@@ -25,6 +25,9 @@ BALANCED = DIGITS + LETTERS + BALANCED_LOWERCASE
 BYCLASS = DIGITS + LETTERS + list(string.ascii_lowercase)
 
 CLASS_NAMES: dict[str, list[str]] = {"digits": DIGITS, "letters": LETTERS, "balanced": BALANCED}
+# A case-aware letters model learns upper and lower case apart (index + 26 for lower case) and
+# answers them merged (training.model.CaseMerged).
+CASED_LETTERS = LETTERS + list(string.ascii_lowercase)
 
 
 def index_to_name(recognizer: str) -> dict[str, str]:
@@ -41,10 +44,11 @@ def byclass_to_balanced(labels: np.ndarray) -> np.ndarray:
     return table[np.asarray(labels, dtype=np.int64)]
 
 
-def byclass_to_letters(labels: np.ndarray) -> np.ndarray:
-    """Map ByClass letter labels (10..61) onto Letters (0..25), case merged; digits give -1."""
+def byclass_to_letters(labels: np.ndarray, cased: bool = False) -> np.ndarray:
+    """Map ByClass letter labels (10..61) onto Letters (0..25), case merged, or with ``cased``
+    onto :data:`CASED_LETTERS` (lower case 26..51); digits give -1."""
     labels = np.asarray(labels, dtype=np.int64)
-    letters = np.where(labels >= 36, labels - 36, labels - 10)
+    letters = np.where(labels >= 36, labels - 36 + (26 if cased else 0), labels - 10)
     return np.where(labels >= 10, letters, -1)
 
 

@@ -53,3 +53,29 @@ class GlyphNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters, as reported in ``model.json`` and the model card."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class CaseMerged(nn.Module):
+    """A letters network that learned upper and lower case apart, answering them merged.
+
+    ``net`` outputs logits over ``labels.CASED_LETTERS`` (26 capitals, then 26 lower case) and,
+    optionally, further outputs (the "not a character" class) after them. Each letter's merged
+    logit is the log-sum-exp of its two cases' logits, so its softmax probability is exactly the
+    sum of theirs; the further outputs pass through. ``net`` alone gives the training logits.
+    """
+
+    def __init__(self, net: nn.Module, letters: int = 26):
+        super().__init__()
+        self.net = net
+        self.letters = letters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cased = self.net(x)
+        n = self.letters
+        merged = torch.logsumexp(torch.stack([cased[:, :n], cased[:, n : 2 * n]]), dim=0)
+        return torch.cat([merged, cased[:, 2 * n :]], dim=1)
+
+
+def training_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The logits the training loss is taken on: a :class:`CaseMerged` model's cased ones."""
+    return model.net(x) if isinstance(model, CaseMerged) else model(x)

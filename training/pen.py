@@ -134,8 +134,8 @@ def prepare_pen(
     limit: int | None = None,
 ) -> PenData:
     """The pen data under ``data_dir`` (:func:`training.strokes.find_pen_data`), split by writer,
-    drawn and decoded (from the cache when possible); ``limit`` keeps the first samples and
-    non-characters of each part (smoke tests). Raises ``DatasetNotFound`` without any data."""
+    drawn and decoded (from the cache when possible); ``limit`` keeps that many samples, evenly
+    spread, and non-characters of each part (smoke tests). Raises ``DatasetNotFound`` without any data."""
     files = find_pen_data(data_dir)
     if not files:
         raise DatasetNotFound(
@@ -143,7 +143,9 @@ def prepare_pen(
             "(see training/strokes.py for the schema); set pen: 0 in config/recognizers.yaml to train without"
         )
     samples = [s for path in files for s in read_pen_samples(path)]
-    parts = {part: kept[:limit] for part, kept in split_writers(samples).items()}
+    # A limit keeps samples spread over the part (the files are sorted by kind and site).
+    parts = {part: kept[:: max(1, len(kept) // limit)][:limit] if limit else kept
+             for part, kept in split_writers(samples).items()}
     nonchars = {part: min(count, limit or count) for part, count in NONCHAR_COUNTS.items()}
     path = Path(cache_dir) / "pen" / f"pen-{_cache_key(files, settings, variants, limit)}.npz"
     if path.exists():
@@ -174,11 +176,12 @@ def prepare_pen(
 # ------------------------------------------------------------------------------------ labels
 
 
-def sample_classes(recognizer: str, samples: Sequence[PenSample]) -> np.ndarray:
+def sample_classes(recognizer: str, samples: Sequence[PenSample], cased: bool = False) -> np.ndarray:
     """Each sample's class index for a recognizer: its character's class, the reject class
     (``len(classes)``) for a letter sent to ``digits`` that looks like no digit
-    (:data:`training.nonchars.NOT_DIGIT_LETTERS`), or -1 when the recognizer has no use for it."""
-    names = L.CLASS_NAMES[recognizer]
+    (:data:`training.nonchars.NOT_DIGIT_LETTERS`), or -1 when the recognizer has no use for it.
+    ``cased`` (letters): lower case as its own class (``labels.CASED_LETTERS``), reject 52."""
+    names = L.CASED_LETTERS if cased else L.CLASS_NAMES[recognizer]
     reject = len(names)
     out = np.full(len(samples), -1, dtype=np.int64)
     for i, sample in enumerate(samples):
@@ -189,16 +192,18 @@ def sample_classes(recognizer: str, samples: Sequence[PenSample]) -> np.ndarray:
                 out[i] = reject
         elif recognizer == "letters":
             if sample.kind != "digit":
-                out[i] = names.index(sample.label.upper())
+                out[i] = names.index(sample.label if cased else sample.label.upper())
         else:
             out[i] = L.byclass_to_balanced(np.array([L.BYCLASS.index(sample.label)]))[0]
     return out
 
 
-def recognizer_split(recognizer: str, part: PenGlyphs) -> Split:
+def recognizer_split(recognizer: str, part: PenGlyphs, cased: bool = False) -> Split:
     """The part's canvases that a recognizer learns from, with its class indices: its own
-    characters, and the reject class for non-characters (and digits' out-of-class letters)."""
-    per_sample = sample_classes(recognizer, part.samples)
-    classes = np.where(part.sample >= 0, per_sample[np.maximum(part.sample, 0)], len(L.CLASS_NAMES[recognizer]))
+    characters, and the reject class for non-characters (and digits' out-of-class letters);
+    ``cased``: see :func:`sample_classes`."""
+    per_sample = sample_classes(recognizer, part.samples, cased)
+    reject = len(L.CASED_LETTERS if cased else L.CLASS_NAMES[recognizer])
+    classes = np.where(part.sample >= 0, per_sample[np.maximum(part.sample, 0)], reject)
     keep = classes >= 0
     return Split(part.glyphs[keep], classes[keep])

@@ -60,12 +60,14 @@ def prepare(
     cache_dir: str | os.PathLike = DEFAULT_CACHE,
     canvas_seed: int | None = None,
     pen_variants: int | None = None,
+    cased_letters: bool = False,
 ) -> PreparedData:
     """Load a recognizer's splits from ``data_dir``, keep the first ``limit`` images of each
     (for smoke tests), and normalize them, from the cache when possible. With ``canvas_seed``,
     also draw every training image on a canvas (``training.evaluate.canvas_glyphs``, seeded);
-    with ``pen_variants``, also the pen data under ``data_dir`` (:func:`training.pen.prepare_pen`)."""
-    data = load_recognizer_data(recognizer, data_dir)
+    with ``pen_variants``, also the pen data under ``data_dir`` (:func:`training.pen.prepare_pen`);
+    ``cased_letters``: see :func:`training.datasets.load_recognizer_data`."""
+    data = load_recognizer_data(recognizer, data_dir, cased_letters=cased_letters)
     data = RecognizerData(*(_limited(s, limit) for s in (data.train, data.val, data.test)), data.source)
     key = _cache_key(recognizer, data, settings)
     path = Path(cache_dir) / "normalized" / f"{recognizer}-{key}.npz"

@@ -32,8 +32,8 @@ from training import evaluate, export
 from training.augment import AugmentSettings, augment
 from training.calibrate import fit_temperature, reject_threshold
 from training.datasets import DatasetNotFound
-from training.labels import CLASS_NAMES
-from training.model import GlyphNet, count_parameters
+from training.labels import CASED_LETTERS, CLASS_NAMES
+from training.model import CaseMerged, GlyphNet, count_parameters, training_logits
 from training.pen import recognizer_split
 from training.prepare import DEFAULT_CACHE, PreparedData, prepare
 
@@ -108,9 +108,9 @@ class Mixture:
     reject_label: int
 
     @classmethod
-    def from_data(cls, data: PreparedData, reject_label: int, name: str) -> "Mixture":
+    def from_data(cls, data: PreparedData, reject_label: int, name: str, cased: bool = False) -> "Mixture":
         tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array))
-        pen = recognizer_split(name, data.pen.parts["train"]) if data.pen else None
+        pen = recognizer_split(name, data.pen.parts["train"], cased) if data.pen else None
         empty = torch.zeros((0,) + data.train.images.shape[1:], dtype=torch.uint8)
         is_reject = (pen.labels == reject_label) if pen else None
         return cls(
@@ -190,7 +190,7 @@ def train_epoch(
     for index in bar:
         x, y = mixed_batch(mixture, index, shares, config, generator)
         x = (augment(x.unsqueeze(1).float() / 255.0, augmentation, generator) - mean) / std
-        loss = F.cross_entropy(model(x), y, label_smoothing=config["label_smoothing"])
+        loss = F.cross_entropy(training_logits(model, x), y, label_smoothing=config["label_smoothing"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -208,9 +208,9 @@ def validation_accuracy(model: torch.nn.Module, data: PreparedData, name: str, s
     num_classes = len(CLASS_NAMES[name])
     scan = float((evaluate.predict(model, data.val.images, *stats, num_classes) == data.val.labels).mean())
     result = {"scan": scan, "score": scan}
-    if data.pen is not None:
-        pen = recognizer_split(name, data.pen.parts["val"])
-        real = pen.labels < num_classes
+    pen = None if data.pen is None else recognizer_split(name, data.pen.parts["val"])
+    real = None if pen is None else pen.labels < num_classes
+    if pen is not None and real.any():
         correct = evaluate.predict(model, pen.images[real], *stats, num_classes) == pen.labels[real]
         result["pen"] = float(correct.mean())
         result["score"] = (scan + result["pen"]) / 2.0
@@ -234,7 +234,9 @@ def fit(
     with ``--from-checkpoint``. Leaves ``model`` at its best state; returns the training record
     of ``metrics.json``.
     """
-    mixture = Mixture.from_data(data, reject_label=len(CLASS_NAMES[name]), name=name)
+    cased = isinstance(model, CaseMerged)
+    classes = len(CASED_LETTERS) if cased else len(CLASS_NAMES[name])
+    mixture = Mixture.from_data(data, reject_label=classes, name=name, cased=cased)
     shares = batch_shares(config, mixture)
     steps = config["epochs"] * steps_per_epoch(len(mixture.scan_labels), shares[0])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
@@ -289,17 +291,20 @@ def main(argv: list[str] | None = None) -> None:
     settings = GlyphSettings.from_dict(config["glyph"])
     canvas_seed = config["seed"] if config["canvas_copies"] > 0 and not args.from_checkpoint else None
     pen_variants = config["pen_variants"] if config["pen"] > 0 or config["reject"] > 0 else None
+    cased = args.model == "letters" and config["case_aware"]
     try:
-        data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed, pen_variants)
+        data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed, pen_variants, cased)
     except DatasetNotFound as exc:
         raise SystemExit(f"error: {exc}") from None
     # Standardize with the training set's statistics; exported so the handler does the same.
     mean = float(data.train.images.mean() / 255.0)
     std = float(data.train.images.std() / 255.0)
 
-    num_classes = len(CLASS_NAMES[args.model])
     rejects = config["reject"] > 0  # one more output: "not a character"
-    model = GlyphNet(num_classes + rejects, width=config["width"], dropout=config["dropout"])
+    classes = len(CASED_LETTERS) if cased else len(CLASS_NAMES[args.model])
+    model = GlyphNet(classes + rejects, width=config["width"], dropout=config["dropout"])
+    if cased:  # learns upper and lower case apart, answers them merged
+        model = CaseMerged(model)
     print(
         f"{args.model}: {len(data.train)} training, {len(data.val)} validation, {len(data.test)} test "
         f"images; {count_parameters(model)} parameters; {config['epochs']} epochs"
