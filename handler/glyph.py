@@ -404,6 +404,37 @@ def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray
     return np.floor(out * 255.0 + 0.5) / 255.0
 
 
+def canvas_ink(
+    data: bytes,
+    settings: GlyphSettings = GlyphSettings(),
+    limits: ImageLimits = ImageLimits(),
+) -> np.ndarray:
+    """The ink map (float32 [H, W] in [0, 1], 1 = the strongest ink) of a drawing on a canvas, as
+    :func:`ink_map` of the decoded image gives it, after the blank rules of :func:`canvas_to_glyph`
+    for canvases. For reading several characters on one canvas (:mod:`handler.text`), each of
+    which then goes through :func:`normalize_glyph` as a single character does.
+
+    Raises :class:`InputError` for undecodable images and for images whose ink covers half of
+    them or an edge (photos of paper: text is read on canvases only), :class:`BlankImageError`
+    when there is no drawing.
+    """
+    image = decode_image(data, limits)
+    ink = ink_map(image)
+    peak = float(ink.max())
+    _check_contrast(peak, settings)
+    mask = ink > settings.noise_floor * peak
+    count = int(np.count_nonzero(mask))
+    # What canvas_to_glyph would read as a photo (ink over half the image or along an edge: the
+    # background is not what fills the border) has no ink map to segment.
+    if min(ink.shape) >= MIN_PHOTO_SIDE and not _is_canvas(mask, count):
+        raise InputError(
+            "text is read on drawings on a canvas (one background colour), not on photos of "
+            "paper: draw the characters on a canvas, or send them one at a time"
+        )
+    _drawing_box(mask, count, settings)
+    return ink
+
+
 MIN_PHOTO_SIDE = 64  # a smaller image is a canvas whatever its background (an icon, a thumbnail)
 PHOTO_SIDE = 512  # photos are analysed with their longer side reduced to this many pixels
 PAPER_SHARE = 0.5  # paper: lighter than this share of the paper's level (the desk is darker)
