@@ -275,7 +275,7 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
 BLANK = "the drawing is blank: draw a character with a visible stroke"
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns holding the ``True`` pixels of a 2-D mask that has some."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # ink only in those rows
@@ -286,7 +286,7 @@ def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
     """The rows and columns holding the ink of ``mask`` (what survives the noise floor)."""
     if np.count_nonzero(mask) < max(1, settings.min_ink_fraction * mask.size):
         raise BlankImageError(BLANK)
-    return _bounding_box(mask)
+    return bounding_box(mask)
 
 
 def _strokes(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
@@ -308,10 +308,10 @@ def _drawing_box(mask: np.ndarray, count: int, settings: GlyphSettings) -> tuple
     of fewer than ``min_ink_fraction`` of the canvas's pixels (``count``) is still a drawing when
     one of its strokes is long enough (a thin pen on a large canvas); a speck is not."""
     if count < max(1, settings.min_ink_fraction * mask.size):
-        box = _bounding_box(mask) if count else None
+        box = bounding_box(mask) if count else None
         if box is None or not _strokes(mask[box], mask.shape)[1]:
             raise BlankImageError(BLANK)
-    return _bounding_box(mask)
+    return bounding_box(mask)
 
 
 def _is_canvas(mask: np.ndarray, count: int) -> bool:
@@ -493,7 +493,7 @@ def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     if not kept:
         raise BlankImageError("no drawing found on the paper: " + BLANK)
     mask = np.isin(labels, kept)
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     ink = np.where(mask[box], darkness[box], 0.0).astype(np.float32)
     return _glyph(ink, float(ink.max()), settings)
 

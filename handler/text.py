@@ -48,7 +48,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from handler.glyph import BlankImageError, GlyphSettings, InputError, measure_stroke_width, normalize_glyph
+from handler.glyph import BlankImageError, GlyphSettings, InputError, bounding_box, measure_stroke_width, normalize_glyph
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -157,37 +157,34 @@ def _cuts(mask: np.ndarray, height: float, settings: SegmentSettings) -> list[in
     return sorted(chosen)
 
 
-def _pieces_mask(labels: np.ndarray, box: tuple[int, int, int, int], pieces: Sequence[Piece]) -> np.ndarray:
-    """The pixels of ``pieces`` inside ``box`` (bool, the box's shape)."""
-    x0, y0, x1, y1 = box
-    window = labels[y0:y1, x0:x1]
-    columns = np.arange(x0, x1)
+def _pieces_mask(labels: np.ndarray, pieces: Sequence[Piece]) -> tuple[np.ndarray, int]:
+    """The pixels of ``pieces`` in the columns they span (bool [H, columns]) and the first
+    column's x."""
+    left, right = min(p.left for p in pieces), max(p.right for p in pieces)
+    window = labels[:, left:right]
+    columns = np.arange(left, right)
     mask = np.zeros(window.shape, dtype=bool)
     for piece in pieces:
         inside = (columns >= piece.left) & (columns < piece.right)
-        mask |= np.isin(window, piece.labels) & inside[None, :]
-    return mask
+        ink = window == piece.labels[0] if len(piece.labels) == 1 else np.isin(window, piece.labels)
+        mask |= ink & inside[None, :]
+    return mask, left
 
 
-def _box(labels: np.ndarray, pieces: Sequence[Piece]) -> tuple[int, int, int, int]:
-    """The bounding box (x1, y1 exclusive) of ``pieces``' pixels."""
-    x0, x1 = min(p.left for p in pieces), max(p.right for p in pieces)
-    mask = _pieces_mask(labels, (x0, 0, x1, labels.shape[0]), pieces)
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return (x0 + int(cols[0]), int(rows[0]), x0 + int(cols[-1]) + 1, int(rows[-1]) + 1)
-
-
-def _glyph(ink: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], pieces: Sequence[Piece],
-           glyph_settings: GlyphSettings) -> np.ndarray:
-    """The candidate's glyph: its ink alone (other characters' ink in its box removed), normalized
-    as a single character."""
-    x0, y0, x1, y1 = box
-    crop = np.where(_pieces_mask(labels, box, pieces), ink[y0:y1, x0:x1], 0.0)
+def _candidate(
+    ink: np.ndarray, labels: np.ndarray, pieces: Sequence[Piece], first: int, glyph_settings: GlyphSettings
+) -> Candidate:
+    """``pieces`` (primitives ``first``, ...) as one character: its box, and its glyph from its
+    ink alone (other characters' ink in its box removed), normalized as a single character."""
+    mask, left = _pieces_mask(labels, pieces)
+    rows, cols = bounding_box(mask)
+    box = (int(left + cols.start), int(rows.start), int(left + cols.stop), int(rows.stop))
+    crop = np.where(mask[rows, cols], ink[rows, left + cols.start : left + cols.stop], 0.0)
     try:
-        return normalize_glyph(crop, glyph_settings)
+        glyph = normalize_glyph(crop, glyph_settings)
     except BlankImageError:  # ink too faint to be a character on its own: zeros, as in training
-        return np.zeros((glyph_settings.size, glyph_settings.size), dtype=np.float32)
+        glyph = np.zeros((glyph_settings.size, glyph_settings.size), dtype=np.float32)
+    return Candidate(first, first + len(pieces), box, glyph)
 
 
 def segment(
@@ -258,10 +255,10 @@ def segment(
         for last in range(first + 1, min(len(pieces), first + settings.max_join) + 1):
             if last > first + 1 and not linked[last - 2]:
                 break
-            box = _box(labels, pieces[first:last])
-            if last > first + 1 and box[2] - box[0] > settings.max_width * height:
+            joined = pieces[first:last]
+            if last > first + 1 and max(p.right for p in joined) - joined[0].left > settings.max_width * height:
                 break
-            candidates.append(Candidate(first, last, box, _glyph(ink, labels, box, pieces[first:last], glyph_settings)))
+            candidates.append(_candidate(ink, labels, joined, first, glyph_settings))
     return Segmentation(len(pieces), candidates, height)
 
 
