@@ -80,9 +80,11 @@ def compose_string(
 
 
 def writer_strings(
-    recognizer: str, samples: Sequence[PenSample], count: int, seed: int, writing: StringStyle = StringStyle()
+    recognizer: str, samples: Sequence[PenSample], count: int, seed: int, writing: StringStyle = StringStyle(),
+    length: int | None = None,
 ) -> list[WrittenString]:
-    """``count`` strings for ``recognizer`` (:data:`STRING_KINDS`, :data:`STRING_LENGTHS`), each
+    """``count`` strings for ``recognizer`` (:data:`STRING_KINDS`, :data:`STRING_LENGTHS`, or all
+    ``length`` characters long), each
     by one writer of ``samples`` (writers take turns, as do the canvas styles), its characters
     drawn from that writer's samples of the kinds; reproducible for a ``seed``. Raises
     ``ValueError`` when no writer has :data:`MIN_WRITER_SAMPLES` samples of the kinds."""
@@ -100,8 +102,8 @@ def writer_strings(
         rng = np.random.default_rng([seed, index])
         writer = writers[index % len(writers)]
         own = by_writer[writer]
-        length = int(rng.integers(shortest, longest + 1))
-        picked = [own[i] for i in rng.choice(len(own), size=length, replace=len(own) < length)]
+        size = length or int(rng.integers(shortest, longest + 1))
+        picked = [own[i] for i in rng.choice(len(own), size=size, replace=len(own) < size)]
         style = CANVAS_STYLES[index % len(CANVAS_STYLES)]
         text = "".join(s.label.upper() if recognizer == "letters" else s.label for s in picked)
         strings.append(WrittenString(text, writer, style, compose_string(picked, style, rng, writing)))
