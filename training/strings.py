@@ -85,7 +85,7 @@ def writer_strings(
 ) -> list[WrittenString]:
     """``count`` strings for ``recognizer`` (:data:`STRING_KINDS`, :data:`STRING_LENGTHS`, or all
     ``length`` characters long), each
-    by one writer of ``samples`` (writers take turns, as do the canvas styles), its characters
+    by one writer of ``samples`` (writers take turns, each in the three canvas styles in turn), its characters
     drawn from that writer's samples of the kinds; reproducible for a ``seed``. Raises
     ``ValueError`` when no writer has :data:`MIN_WRITER_SAMPLES` samples of the kinds."""
     kinds = STRING_KINDS[recognizer]
@@ -104,7 +104,9 @@ def writer_strings(
         own = by_writer[writer]
         size = length or int(rng.integers(shortest, longest + 1))
         picked = [own[i] for i in rng.choice(len(own), size=size, replace=len(own) < size)]
-        style = CANVAS_STYLES[index % len(CANVAS_STYLES)]
+        # Each writer in every style in turn (index % 3 alone would tie a style to the writers
+        # whose turn falls on it whenever the writer count is a multiple of 3).
+        style = CANVAS_STYLES[(index + index // len(writers)) % len(CANVAS_STYLES)]
         text = "".join(s.label.upper() if recognizer == "letters" else s.label for s in picked)
         strings.append(WrittenString(text, writer, style, compose_string(picked, style, rng, writing)))
     return strings
