@@ -128,7 +128,8 @@ class Recognizer:
     # -- models ----------------------------------------------------------------------------------
 
     def refresh(self, picked: str | None, managed: str | None, text_picked: str | None = None, done: str = "") -> tuple:
-        """Models table, the model pickers, the store's archives and a status line, from the
+        """Models table, the model pickers (with the store's archives before the Read text tab's)
+        and a status line, from the
         management API now (new registrations appear without restarting the app)."""
         archives = store_archives(self.settings.endpoints.model_store)
         try:
@@ -143,8 +144,8 @@ class Recognizer:
             gr.Dropdown(choices=choices, value=pick(versions, picked, self.settings.model)),
             gr.Dropdown(choices=choices, value=pick(versions, managed, self.settings.model)),
             gr.Dropdown(choices=archives, value=archives[0] if archives else None),
-            message,
             gr.Dropdown(choices=choices, value=pick(versions, text_picked, self.settings.model)),
+            message,
         )
 
     def manage(
@@ -289,7 +290,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
         text_button.click(recognizer.read_text, [text_pad, text_picker], text_results, api_name="read_text")
         text_pad.clear(lambda: ("", None, "", ""), None, text_results, api_visibility="private")
 
-        models = [table, picker, managed, archive, models_status, text_picker]
+        models = [table, picker, managed, archive, text_picker, models_status]
         pickers = [picker, managed, text_picker]
         app.load(recognizer.refresh, pickers, models, api_name="refresh_models")
         refresh_button.click(recognizer.refresh, pickers, models, api_visibility="private")

@@ -79,7 +79,7 @@ def test_a_blank_pad_or_an_unknown_model_is_a_message_not_a_traceback(app, tmp_p
 
 
 def test_the_models_tab_lists_every_version_with_its_workers(app):
-    table, picker, managed, archives, status, text_picker = app.predict("", "", "", api_name="/refresh_models")
+    table, picker, managed, archives, text_picker, status = app.predict("", "", "", api_name="/refresh_models")
     listed = rows(table)
     assert set(listed) == {"balanced/1.0", "digits/1.0", "letters/1.0"}
     assert all(row["default"] == "yes" and row["worker status"] == "2 READY" for row in listed.values())
@@ -134,7 +134,7 @@ def test_a_server_that_is_down_is_named(torchserve):
     callbacks = recognizer(dataclasses.replace(torchserve.endpoints, inference=dead, management=dead))
     *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
     assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
-    table, picker, _, _, status, _ = callbacks.refresh(None, None)
+    table, picker, *_, status = callbacks.refresh(None, None)
     assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
     assert table.value["data"] == [] and picker.choices == []
 
