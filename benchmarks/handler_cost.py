@@ -10,13 +10,17 @@ cache), so every figure is the handler's own code path:
   goes;
 - the forward pass (``RecognizerHandler.inference``: the model and its softmax) for batches of
   1, 8 and 32;
-- one whole request through ``RecognizerHandler.handle`` (preprocess, forward, JSON answer).
+- one whole request through ``RecognizerHandler.handle`` (preprocess, forward, JSON answer);
+- one whole ``mode=text`` request reading an 8-digit number (segmentation, every candidate
+  character in one forward pass, the choice among segmentations, the JSON answer).
 
 Each figure is the median of several passes over the same canvases, with the min-max spread.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import statistics
 import time
 from pathlib import Path
@@ -137,3 +141,17 @@ def measure(
             "whole_request": whole_request(handler, canvases[name], repeats),
         }
     return result
+
+
+def text_request(handler: RecognizerHandler, numbers: list[tuple[str, bytes]], repeats: int) -> dict[str, Any]:
+    """One ``mode=text`` request at a time through ``handle`` on canvases of numbers (text, PNG):
+    ms per number, and how many were read right."""
+
+    def handle(png: bytes) -> str:
+        start_batch(handler.context, 1, "bench")
+        [answer] = handler.handle([{"body": {"image": base64.b64encode(png).decode("ascii"), "mode": "text"}}], handler.context)
+        return json.loads(answer).get("text", "")
+
+    right = sum(handle(png) == number for number, png in numbers)
+    return {"numbers": len(numbers), "read_right": right,
+            **_per_item_ms(handle, [png for _, png in numbers], repeats)}

@@ -86,8 +86,13 @@ def handler(results: dict[str, Any]) -> list[str]:
                          f"{figures['ms_per_image']:.3f}", figures["images_per_s"]])
         whole = model["whole_request"]
         rows.append([f"{name}: whole request (handle)", _spread(whole, "ms_per_image", 3), whole["images_per_s"]])
+    text = cost.get("text_8_digits")
+    if isinstance(text, dict):
+        rows.append([f"digits: mode=text, an 8-digit number (whole request; {text['read_right']} of "
+                     f"{text['numbers']} read right)", _spread(text, "ms_per_image", 3), text["images_per_s"]])
     lead = [f"{canvases['canvases']} canvases {canvases['canvas_side']}x{canvases['canvas_side']}, "
-            f"{canvases['mean_png_bytes']} bytes on average; {cost['torch_threads']} torch thread.", ""]
+            f"{canvases['mean_png_bytes']} bytes on average; {cost['torch_threads']} torch thread. The "
+            "8-digit numbers are written by the pen data's test writers, as the text evaluation writes them.", ""]
     return lead + _table(["stage", "ms per image (min-max)", "images/s"], rows)
 
 

@@ -41,6 +41,10 @@ from benchmarks.report import update_readme
 from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
 from handler.archive import model_version
 from handler.server import MODELS
+from training.evaluate import TEXT_SEED
+from training.pen import split_writers
+from training.strings import writer_strings
+from training.strokes import find_pen_data, read_pen_samples
 
 PROJECT = Path(__file__).resolve().parent.parent
 SERVING_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")  # reported with the load
@@ -112,6 +116,16 @@ def drawings(models_dir: Path, data_dir: Path | None) -> tuple[dict[str, HeldOut
     return heldout, for_speed
 
 
+def eight_digit_numbers(data_dir: Path | None, count: int) -> list[tuple[str, bytes]]:
+    """``count`` 8-digit numbers written by the pen data's test writers, drawn as the text
+    evaluation draws them (:func:`training.strings.writer_strings`); none without pen data."""
+    files = find_pen_data(data_dir) if data_dir else []
+    if not files:
+        return []
+    test = split_writers([s for path in files for s in read_pen_samples(path)])["test"]
+    return [(s.text, s.png) for s in writer_strings("digits", test, count, TEXT_SEED, length=8)]
+
+
 def sendable(canvases: list[bytes | None]) -> list[bytes]:
     """The canvases of :func:`canvas_pngs` that can be sent (a blank test image has none)."""
     return [png for png in canvases if png is not None]
@@ -131,6 +145,7 @@ def headline(
         ),
         "preprocess_ms_per_image": handler["all_canvases"]["preprocess"]["ms_per_image"],
         "forward_ms_batch1": max(model["forward"]["1"]["ms_per_batch"] for model in handler["models"].values()),
+        "text_8_digits_ms": text["ms_per_image"] if isinstance(text := handler.get("text_8_digits"), dict) else None,
         "cold_start_s": round(statistics.median(cold_starts), 2),
         "rps_c8": {name: load["c8"][name]["rps"] for name in load["c8"]},
         "rps_c8_vs_platform_notes": round(min(load["c8"][name]["rps"] for name in ours) / reference_rps, 3),
@@ -140,7 +155,7 @@ def headline(
 def goals(figures: dict[str, Any], bounds: dict[str, Goal]) -> dict[str, Any]:
     return {
         key: {"goal": str(goal), "measured": figures[key], "met": goal.met(figures[key])}
-        for key, goal in bounds.items()
+        for key, goal in bounds.items() if figures.get(key) is not None  # None: not measured (no data)
     }
 
 
@@ -182,13 +197,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  for name in MODELS}  # canvas i is the same whichever count asks for it: draw once
         in_process = {name: sendable(drawn[name][:per_model]) for name in MODELS}
         canvases = {name: sendable(drawn[name][: profile.serving.canvases_per_model]) for name in MODELS}
+        numbers = eight_digit_numbers(data_dir, per_model)
     results["drawings"] = {name: source.source for name, source in for_speed.items()}
-
     with phase("handler in process"):
         handlers = {name: handler_cost.worker_handler(models_dir / name, name, config) for name in MODELS}
         handler = handler_cost.measure(
             handlers, in_process, profile.handler.repeats,
             profile.handler.forward_batch_sizes, profile.handler.forward_seconds,
+        )
+        handler["text_8_digits"] = (
+            handler_cost.text_request(handlers["digits"], numbers, profile.handler.repeats) if numbers
+            else f"skipped: no pen data under DATA_DIR ({data_dir})"
         )
     args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as workdir:

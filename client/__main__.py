@@ -7,7 +7,7 @@
     python -m client models set-default letters 2.0
     python -m client models unregister letters [2.0]
     python -m client keys [--rotate inference|management]
-    python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--json] IMAGE...
+    python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--text] [--json] IMAGE...
 
 Management commands use the management key from the key file (``.run/key_file.json`` unless
 ``--run-dir``, ``--key-file`` or the ``RECOGNIZER_*`` variables say otherwise; see

@@ -241,14 +241,18 @@ class TorchServeClient:
         version: str | None = None,
         top_k: int | None = None,
         return_input: bool = False,
+        mode: str | None = None,
     ) -> dict[str, Any]:
         """Recognize the drawing in ``image`` (encoded PNG, JPEG, ... bytes); returns the output
-        contract (README, "Serving"). Raises :class:`ServingError` with the handler's message."""
+        contract (README, "Serving"), with ``mode="text"`` the text contract (several characters
+        on one canvas). Raises :class:`ServingError` with the handler's message."""
         body: dict[str, Any] = {"image": base64.b64encode(image).decode("ascii")}
         if top_k is not None:
             body["top_k"] = top_k
         if return_input:
             body["return_input"] = True
+        if mode is not None:
+            body["mode"] = mode
         path = f"/predictions/{model}" + (f"/{version}" if version else "")
         return self.call("inference", "POST", path, json=body)
 

@@ -1,5 +1,6 @@
-"""The Gradio app: draw a character (or upload an image), see what a recognizer reads, and
-manage the served models.
+"""The Gradio app: draw a character (or upload an image), see what a recognizer reads; write a
+number or a word on a wide pad and see the text read (``mode=text``) with each character's box;
+and manage the served models.
 
     python -m client.app [--host 127.0.0.1] [--port 7860] [--run-dir .run]
                          [--inference-url URL] [--management-url URL] [--key-file PATH]
@@ -42,7 +43,7 @@ from client.catalog import (
     version_choices,
 )
 from client.messages import EXPLAINED, explain
-from client.sketch import image_from_base64, sketch_to_png, upload_to_png
+from client.sketch import annotate, image_from_base64, sketch_image, sketch_to_png, upload_to_png
 
 # The 28x28 glyph, shown four times larger as crisp pixels.
 CSS = "#seen img { image-rendering: pixelated; object-fit: contain; width: 112px; height: 112px; }"
@@ -59,6 +60,7 @@ class AppSettings:
     top_k: int = 3
     max_top_k: int = 10
     canvas_side: int = 400  # pixels of the square Sketchpad canvas
+    text_canvas: tuple[int, int] = (1000, 300)  # the Read text tab's wide Sketchpad (width, height)
     brush_size: int = 16  # pen width in canvas pixels (the handler evens stroke widths anyway)
     scale_to: int = 2  # first value of the Models tab's Workers field (what serving.yaml runs)
 
@@ -101,6 +103,23 @@ class Recognizer:
     def recognize_upload(self, image: Any, choice: str | None, top_k: float) -> tuple:
         return self.recognize(upload_to_png, image, choice, top_k)
 
+    def read_text(self, sketch: dict | None, choice: str | None) -> tuple:
+        """The text read on the wide pad (``mode=text``), the drawing with each character's box
+        and label, the round-trip time and a status line."""
+        try:
+            image = sketch_image(sketch)
+            png = sketch_to_png(sketch)
+            model, version = parse_choice(choice or "")
+            started = time.perf_counter()
+            result = self.client.predict(model, png, version, mode="text")
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+        except EXPLAINED as error:
+            return "", None, "", self.failure(error)
+        count = len(result["characters"])
+        status = (f"{result['model']} {result['version']} reads **{result['text']}** "
+                  f"({count} characters, confidence {result['confidence']:.1%})")
+        return result["text"], annotate(image, result["characters"]), f"{elapsed_ms:.0f} ms", status
+
     @staticmethod
     def cleared() -> tuple:
         """Empty ranking, confidence, glyph and time (the pad was cleared, or the call failed)."""
@@ -108,8 +127,9 @@ class Recognizer:
 
     # -- models ----------------------------------------------------------------------------------
 
-    def refresh(self, picked: str | None, managed: str | None, done: str = "") -> tuple:
-        """Models table, both model pickers, the store's archives and a status line, from the
+    def refresh(self, picked: str | None, managed: str | None, text_picked: str | None = None, done: str = "") -> tuple:
+        """Models table, the model pickers (with the store's archives before the Read text tab's)
+        and a status line, from the
         management API now (new registrations appear without restarting the app)."""
         archives = store_archives(self.settings.endpoints.model_store)
         try:
@@ -124,6 +144,7 @@ class Recognizer:
             gr.Dropdown(choices=choices, value=pick(versions, picked, self.settings.model)),
             gr.Dropdown(choices=choices, value=pick(versions, managed, self.settings.model)),
             gr.Dropdown(choices=archives, value=archives[0] if archives else None),
+            gr.Dropdown(choices=choices, value=pick(versions, text_picked, self.settings.model)),
             message,
         )
 
@@ -135,7 +156,7 @@ class Recognizer:
             action()
         except EXPLAINED as error:
             done = self.failure(error)
-        return self.refresh(picked, managed, done)
+        return self.refresh(picked, managed, None, done)
 
     def scale(self, managed: str | None, workers: float | None, picked: str | None) -> tuple:
         def action() -> None:
@@ -213,6 +234,24 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         label="Round trip", interactive=False, elem_id="round-trip"
                     )
                     status = gr.Markdown(elem_id="status")
+        with gr.Tab("Read text"):
+            width, height = settings.text_canvas
+            with gr.Row():
+                text_pad = gr.Sketchpad(
+                    label="Write a number, a code or a word", canvas_size=(width, height),
+                    height=height + 120, layers=False, brush=pen, elem_id="text-pad",
+                )
+            with gr.Row():
+                text_picker = gr.Dropdown(
+                    label="Model version", choices=[], allow_custom_value=True, elem_id="text-model"
+                )
+                text_button = gr.Button("Read text", variant="primary", elem_id="read-text")
+            text_read = gr.Textbox(label="Text read", interactive=False, elem_id="text-read")
+            text_boxes = gr.Image(
+                label="Characters found", type="pil", interactive=False, format="png", elem_id="text-boxes"
+            )
+            text_time = gr.Textbox(label="Round trip", interactive=False, elem_id="text-round-trip")
+            text_status = gr.Markdown(elem_id="text-status")
         with gr.Tab("Models"):
             table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="models-table")
             with gr.Row():
@@ -247,8 +286,12 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                 lambda: (*Recognizer.cleared(), ""), None, results, api_visibility="private"
             )
 
-        models = [table, picker, managed, archive, models_status]
-        pickers = [picker, managed]
+        text_results = [text_read, text_boxes, text_time, text_status]
+        text_button.click(recognizer.read_text, [text_pad, text_picker], text_results, api_name="read_text")
+        text_pad.clear(lambda: ("", None, "", ""), None, text_results, api_visibility="private")
+
+        models = [table, picker, managed, archive, text_picker, models_status]
+        pickers = [picker, managed, text_picker]
         app.load(recognizer.refresh, pickers, models, api_name="refresh_models")
         refresh_button.click(recognizer.refresh, pickers, models, api_visibility="private")
         scale_button.click(recognizer.scale, [managed, workers, picker], models, api_name="scale")

@@ -1,9 +1,10 @@
 """``python -m client predict``: recognize image files from the command line.
 
-    python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--json] IMAGE...
+    python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--text] [--json] IMAGE...
 
-One line per file (``seven.png: 7 (98.2%)``, or ``dash.png: not a character (closest: 2, 31.0%)``), or with ``--json`` the handler's answers as a JSON
-list, each with its ``file``. A file that cannot be read or that the handler refuses (blank, not
+One line per file (``seven.png: 7 (98.2%)``, or ``dash.png: not a character (closest: 2, 31.0%)``;
+with ``--text``, the string read on the canvas: ``number.png: 2025 (91.4%)``), or with ``--json``
+the handler's answers as a JSON list, each with its ``file``. A file that cannot be read or that the handler refuses (blank, not
 an image, too large) is reported on stderr and the exit status is 1, after the other files have
 been recognized. Errors that concern every file (server down, unknown model, refused key) stop at
 once with one message, printed by ``client.__main__``.
@@ -36,7 +37,7 @@ def recognize(client: TorchServeClient, path: Path, args: argparse.Namespace) ->
     except OSError as error:  # missing, a folder, unreadable
         return {"file": str(path), "error": explain(error, client.endpoints)}
     try:
-        prediction = client.predict(args.model, image, args.version, args.top_k)
+        prediction = client.predict(args.model, image, args.version, args.top_k, mode="text" if args.text else None)
     except ServingError as error:
         if not is_input_error(error):
             raise
@@ -46,14 +47,24 @@ def recognize(client: TorchServeClient, path: Path, args: argparse.Namespace) ->
 
 def text_line(result: dict[str, Any], show_ranking: bool) -> str:
     """``seven.png: 7 (98.2%)``, with ``--top-k`` followed by the ranking; a drawing the service
-    does not accept as a character (``"accepted": false``) is said to be none, with its guess."""
+    does not accept as a character (``"accepted": false``) is said to be none, with its guess.
+    A text answer (``mode=text``) prints the string and its confidence, with ``--top-k`` each
+    character's ranking."""
+    if result.get("mode") == "text":
+        line = f"{result['file']}: {result['text']} ({result['confidence']:.1%})"
+        if show_ranking:
+            line += "".join(f"\n  {c['label']}: " + _ranking(c) for c in result["characters"])
+        return line
     line = f"{result['file']}: {result['label']} ({result['confidence']:.1%})"
     if result.get("accepted") is False:
         line = f"{result['file']}: not a character (closest: {result['label']}, {result['confidence']:.1%})"
     if show_ranking:
-        ranking = ", ".join(f"{entry['label']} {entry['probability']:.1%}" for entry in result["top_k"])
-        line += f"   top {len(result['top_k'])}: {ranking}"
+        line += f"   top {len(result['top_k'])}: " + _ranking(result)
     return line
+
+
+def _ranking(answer: dict[str, Any]) -> str:
+    return ", ".join(f"{entry['label']} {entry['probability']:.1%}" for entry in answer["top_k"])
 
 
 def predict_command(client: TorchServeClient, args: argparse.Namespace) -> None:
@@ -80,4 +91,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="digits, letters or balanced (default digits)")
     parser.add_argument("--version", help="default: the model's default version")
     parser.add_argument("--top-k", type=int, help="also print the k best labels")
+    parser.add_argument("--text", action="store_true",
+                        help="read several characters on each canvas (mode=text): a number, a code, a word")
     parser.add_argument("--json", action="store_true", help="print the handler's answers as JSON")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 # Modes PNG stores as they are; anything else (CMYK, YCbCr, float, ...) is converted first.
 PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
@@ -88,3 +88,24 @@ def upload_to_png(value: Image.Image | np.ndarray | None) -> bytes:
 def image_from_base64(text: str) -> Image.Image:
     """Decode the base64 PNG the handler returns as ``input`` (the 28x28 glyph the model saw)."""
     return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+BOX_COLOUR = (220, 40, 40)  # boxes and labels over the drawing
+
+
+def annotate(image: Image.Image, characters: Sequence[Mapping[str, Any]]) -> Image.Image:
+    """The drawing (shown over white, as on the page) with each character of a text answer
+    (``mode=text``: ``{"label", "box": [x0, y0, x1, y1], ...}``, box in the image's pixels, x1 and
+    y1 exclusive) outlined, its label written above its box (below when the box touches the top)."""
+    shown = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    shown.alpha_composite(image.convert("RGBA"))
+    shown = shown.convert("RGB")
+    pen = ImageDraw.Draw(shown)
+    font = ImageFont.load_default(size=max(12, image.height // 12))
+    for character in characters:
+        x0, y0, x1, y1 = character["box"]
+        pen.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=2)
+        above = y0 - font.size - 4 >= 0
+        pen.text((x0, y0 - 2 if above else y1 + 2), character["label"], fill=BOX_COLOUR, font=font,
+                 anchor="lb" if above else "lt")
+    return shown

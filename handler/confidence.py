@@ -17,8 +17,9 @@ the service applies.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 NO_CALIBRATION = {"temperature": 1.0, "reject_threshold": None}
@@ -44,3 +45,18 @@ def accepted(outputs: torch.Tensor, num_classes: int, calibration: Mapping[str, 
     if threshold is None or outputs.shape[1] == num_classes:
         return torch.ones(len(outputs), dtype=torch.bool)
     return reject_probability(outputs, num_classes, calibration["temperature"]) < threshold
+
+
+def character_probability(outputs: torch.Tensor, num_classes: int, temperature: float) -> torch.Tensor:
+    """The calibrated probability of each drawing's best character when "not a character"
+    competes too (float [N]): ``max softmax(outputs / T)[:, :K]``, all outputs in the softmax.
+    For a model without the extra output it is the answered confidence."""
+    return torch.softmax(outputs / temperature, dim=1)[:, :num_classes].max(dim=1).values
+
+
+def ranking(probabilities: torch.Tensor, classes: Sequence[str], count: int) -> list[dict[str, Any]]:
+    """The ``count`` most probable labels of one drawing (``probabilities`` float [K]), best first
+    (ties in class order): ``[{"label", "probability"}, ...]``, the answers' ``top_k``."""
+    values = probabilities.tolist()
+    order = np.argsort(-probabilities.numpy(), kind="stable")
+    return [{"label": classes[i], "probability": values[i]} for i in order[:count]]

@@ -275,7 +275,7 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
 BLANK = "the drawing is blank: draw a character with a visible stroke"
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns holding the ``True`` pixels of a 2-D mask that has some."""
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # ink only in those rows
@@ -286,7 +286,7 @@ def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
     """The rows and columns holding the ink of ``mask`` (what survives the noise floor)."""
     if np.count_nonzero(mask) < max(1, settings.min_ink_fraction * mask.size):
         raise BlankImageError(BLANK)
-    return _bounding_box(mask)
+    return bounding_box(mask)
 
 
 def _strokes(mask: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, list[int]]:
@@ -308,10 +308,10 @@ def _drawing_box(mask: np.ndarray, count: int, settings: GlyphSettings) -> tuple
     of fewer than ``min_ink_fraction`` of the canvas's pixels (``count``) is still a drawing when
     one of its strokes is long enough (a thin pen on a large canvas); a speck is not."""
     if count < max(1, settings.min_ink_fraction * mask.size):
-        box = _bounding_box(mask) if count else None
+        box = bounding_box(mask) if count else None
         if box is None or not _strokes(mask[box], mask.shape)[1]:
             raise BlankImageError(BLANK)
-    return _bounding_box(mask)
+    return bounding_box(mask)
 
 
 def _is_canvas(mask: np.ndarray, count: int) -> bool:
@@ -404,6 +404,37 @@ def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray
     return np.floor(out * 255.0 + 0.5) / 255.0
 
 
+def canvas_ink(
+    data: bytes,
+    settings: GlyphSettings = GlyphSettings(),
+    limits: ImageLimits = ImageLimits(),
+) -> np.ndarray:
+    """The ink map (float32 [H, W] in [0, 1], 1 = the strongest ink) of a drawing on a canvas, as
+    :func:`ink_map` of the decoded image gives it, after the blank rules of :func:`canvas_to_glyph`
+    for canvases. For reading several characters on one canvas (:mod:`handler.text`), each of
+    which then goes through :func:`normalize_glyph` as a single character does.
+
+    Raises :class:`InputError` for undecodable images and for images whose ink covers half of
+    them or an edge (photos of paper: text is read on canvases only), :class:`BlankImageError`
+    when there is no drawing.
+    """
+    image = decode_image(data, limits)
+    ink = ink_map(image)
+    peak = float(ink.max())
+    _check_contrast(peak, settings)
+    mask = ink > settings.noise_floor * peak
+    count = int(np.count_nonzero(mask))
+    # What canvas_to_glyph would read as a photo (ink over half the image or along an edge: the
+    # background is not what fills the border) has no ink map to segment.
+    if min(ink.shape) >= MIN_PHOTO_SIDE and not _is_canvas(mask, count):
+        raise InputError(
+            "text is read on drawings on a canvas (one background colour), not on photos of "
+            "paper: draw the characters on a canvas, or send them one at a time"
+        )
+    _drawing_box(mask, count, settings)
+    return ink
+
+
 MIN_PHOTO_SIDE = 64  # a smaller image is a canvas whatever its background (an icon, a thumbnail)
 PHOTO_SIDE = 512  # photos are analysed with their longer side reduced to this many pixels
 PAPER_SHARE = 0.5  # paper: lighter than this share of the paper's level (the desk is darker)
@@ -462,7 +493,7 @@ def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     if not kept:
         raise BlankImageError("no drawing found on the paper: " + BLANK)
     mask = np.isin(labels, kept)
-    box = _bounding_box(mask)
+    box = bounding_box(mask)
     ink = np.where(mask[box], darkness[box], 0.0).astype(np.float32)
     return _glyph(ink, float(ink.max()), settings)
 

@@ -36,7 +36,9 @@ from handler.glyph import InputError
 
 IMAGE_FIELDS = ("data", "body")  # multipart field, raw body: where TorchServe puts the payload
 JSON_IMAGE_KEY = "image"
-OPTION_NAMES = ("top_k", "return_input")
+OPTION_NAMES = ("top_k", "return_input", "mode")
+CHARACTER, TEXT = "character", "text"
+MODES = (CHARACTER, TEXT)  # one character per canvas (the default), or a whole string
 ONE_IMAGE = "send one image per request"
 USAGE = (
     'send the image as the raw body (curl -T drawing.png), as a multipart field named "data" '
@@ -51,6 +53,7 @@ class Request:
     image: bytes
     top_k: int | None = None
     return_input: bool = False
+    mode: str = CHARACTER  # :data:`MODES`
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,17 @@ class Batch:
     """One batch on its way through the handler's stages. ``outcomes`` has one entry per request,
     in order: the parsed :class:`Request`, or the :class:`InputError` that will answer it. The
     requests that parsed have their glyph in ``glyphs`` and their model input in ``inputs``
-    (``[n, 1, size, size]``), in the same order, so one forward pass serves them all."""
+    (``[n, 1, size, size]``), in the same order, so one forward pass serves them all. A text
+    request (``mode=text``) has every candidate character of its segmentation there, in the
+    order of its ``segmentations`` entry's candidates (``None`` for the other requests)."""
 
     outcomes: list[Request | InputError]
     glyphs: list[np.ndarray]
     inputs: torch.Tensor
     probabilities: torch.Tensor | None = None  # ``[n, classes]`` calibrated, set by the inference stage
     accepted: torch.Tensor | None = None  # ``[n]`` bool: is a character (handler/confidence.py)
+    segmentations: list[Any] | None = None  # per request: its handler.text.Segmentation or None
+    character_probabilities: torch.Tensor | None = None  # ``[n]`` (handler.confidence.character_probability)
 
 
 def parse_request(row: Mapping[str, Any]) -> Request:
@@ -137,7 +144,7 @@ def _text(value: Any) -> Any:
 
 
 def _parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``top_k`` and ``return_input``; an unknown name is an error, not silently ignored
+    """Validate ``top_k``, ``return_input`` and ``mode``; an unknown name is an error, not silently ignored
     (a typo such as ``topk`` would otherwise quietly return the default)."""
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
@@ -149,6 +156,10 @@ def _parse_options(options: Mapping[str, Any]) -> dict[str, Any]:
         parsed["top_k"] = _positive_int("top_k", options["top_k"])
     if "return_input" in options:
         parsed["return_input"] = _boolean("return_input", options["return_input"])
+    if "mode" in options:
+        if options["mode"] not in MODES:
+            raise InputError(f"mode must be one of {list(MODES)}, e.g. mode=text to read several characters")
+        parsed["mode"] = options["mode"]
     return parsed
 
 

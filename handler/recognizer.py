@@ -23,7 +23,7 @@ import os
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -33,15 +33,16 @@ from ts.handler_utils.timer import timed
 from ts.service import Service
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler import envelope
-from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
-from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_to_glyph
-from handler.payload import Batch, Request, parse_request
+from handler import envelope, text
+from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability, ranking
+from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph
+from handler.payload import TEXT, Batch, Request, parse_request
 
 logger = logging.getLogger(__name__)
 
 THREADS_ENV = "RECOGNIZER_TORCH_THREADS"  # overrides handler.torch_threads without re-archiving
 DEFAULT_TOP_K = 5
+DEFAULT_MAX_CHARACTERS = 32  # mode=text: characters per request (handler.max_characters)
 JSON_TYPE = "application/json"
 
 
@@ -99,6 +100,7 @@ class RecognizerHandler(BaseHandler):
         self.default_top_k = int(settings.get("top_k", DEFAULT_TOP_K))
         # KServe's protocols, when TorchServe wraps this handler in its envelope (handler/envelope.py)
         self.envelope = envelope.from_environment()
+        self.max_characters = int(settings.get("max_characters", DEFAULT_MAX_CHARACTERS))
 
         # Warm up through the whole pipeline: the first decode loads PIL's plugins and TorchScript
         # optimizes the model on its second run; left cold, the first request took ~190 ms.
@@ -124,27 +126,40 @@ class RecognizerHandler(BaseHandler):
 
     @timed
     def preprocess(self, data: list[dict[str, Any]]) -> Batch:
-        """Parse each request and normalize its drawing; a request that fails keeps its error."""
+        """Parse each request and normalize its drawing (with ``mode=text``, every candidate
+        character of its segmentation, :mod:`handler.text`); a request that fails keeps its error."""
         outcomes: list[Request | InputError] = []
         glyphs: list[np.ndarray] = []
+        segmentations: list[text.Segmentation | None] = []
         for row in data:
             try:
                 request = parse_request(row)
-                glyphs.append(canvas_to_glyph(request.image, self.glyph_settings, self.limits))
+                if request.mode == TEXT:
+                    ink = canvas_ink(request.image, self.glyph_settings, self.limits)
+                    segmentation = text.segment(ink, self.glyph_settings, max_characters=self.max_characters)
+                    glyphs += [candidate.glyph for candidate in segmentation.candidates]
+                else:
+                    segmentation = None
+                    glyphs.append(canvas_to_glyph(request.image, self.glyph_settings, self.limits))
                 outcomes.append(request)
+                segmentations.append(segmentation)
             except InputError as error:
                 outcomes.append(error)
+                segmentations.append(None)
         size = self.glyph_settings.size
         stacked = np.stack(glyphs) if glyphs else np.zeros((0, size, size), np.float32)
         inputs = torch.from_numpy((stacked - self.mean) / self.std).unsqueeze(1)
-        return Batch(outcomes=outcomes, glyphs=glyphs, inputs=inputs)
+        return Batch(outcomes=outcomes, glyphs=glyphs, inputs=inputs, segmentations=segmentations)
 
     @timed
     def inference(self, batch: Batch) -> Batch:
-        """One forward pass over every request of the batch that has a glyph (none: no rows),
-        then the calibrated probabilities and the accepted flags (:mod:`handler.confidence`)."""
+        """One forward pass over every glyph of the batch (none: no rows), then the calibrated
+        probabilities, the accepted flags and each glyph's best character's probability
+        (:mod:`handler.confidence`)."""
         if not batch.glyphs:
-            return replace(batch, probabilities=torch.empty(0, len(self.classes)), accepted=torch.empty(0, dtype=torch.bool))
+            empty = torch.empty(0)
+            return replace(batch, probabilities=torch.empty(0, len(self.classes)),
+                           accepted=torch.empty(0, dtype=torch.bool), character_probabilities=empty)
         with torch.inference_mode():
             outputs = self.model(batch.inputs.to(self.device)).cpu()
         count, temperature = len(self.classes), self.calibration["temperature"]
@@ -152,6 +167,7 @@ class RecognizerHandler(BaseHandler):
             batch,
             probabilities=answered_probabilities(outputs, count, temperature),
             accepted=accepted(outputs, count, self.calibration),
+            character_probabilities=character_probability(outputs, count, temperature),
         )
 
     @timed
@@ -159,19 +175,32 @@ class RecognizerHandler(BaseHandler):
         """One JSON document per request, in order: a prediction, or that request's error with
         its own HTTP status. ``X-Batch-Size`` tells how many requests shared the forward pass
         (batching is TorchServe's decision; the header makes it visible to tests and benchmarks)."""
-        predictions = iter(zip(batch.glyphs, batch.probabilities, batch.accepted.tolist()))
+        rows = iter(range(len(batch.glyphs)))
         responses = []
         for index, outcome in enumerate(batch.outcomes):
             self.context.set_response_content_type(index, JSON_TYPE)
             self.context.set_response_header(index, "X-Batch-Size", str(len(batch.outcomes)))
-            if isinstance(outcome, InputError):
-                status = HTTPStatus(outcome.status)
-                self.context.set_response_status(status.value, status.phrase, index)
-                responses.append(json.dumps(error_body(outcome)))
-            else:
-                glyph, probabilities, is_character = next(predictions)
-                responses.append(json.dumps(self.prediction(outcome, glyph, probabilities, is_character)))
+            if not isinstance(outcome, InputError):
+                try:
+                    responses.append(json.dumps(self.answer(outcome, batch, batch.segmentations[index], rows)))
+                    continue
+                except InputError as error:  # mode=text: more characters than allowed
+                    outcome = error
+            status = HTTPStatus(outcome.status)
+            self.context.set_response_status(status.value, status.phrase, index)
+            responses.append(json.dumps(error_body(outcome)))
         return responses
+
+    def answer(
+        self, request: Request, batch: Batch, segmentation: text.Segmentation | None, rows: Iterator[int]
+    ) -> dict[str, Any]:
+        """The answer to one request from its rows of the batch (taken from ``rows``): one, or the
+        candidates of its text ``segmentation``."""
+        if segmentation is None:
+            row = next(rows)
+            return self.prediction(request, batch.glyphs[row], batch.probabilities[row], bool(batch.accepted[row]))
+        taken = [next(rows) for _ in segmentation.candidates]
+        return self.text_prediction(request, segmentation, batch, taken)
 
     def prediction(
         self, request: Request, glyph: np.ndarray, probabilities: torch.Tensor, is_character: bool
@@ -179,10 +208,7 @@ class RecognizerHandler(BaseHandler):
         """The output contract: best label, its calibrated confidence, whether the drawing is
         accepted as one of the model's characters, the ``top_k`` ranking and every class's
         probability."""
-        values = probabilities.tolist()
-        ranking = np.argsort(-probabilities.numpy(), kind="stable")
-        top_k = min(request.top_k or self.default_top_k, len(self.classes))
-        top = [{"label": self.classes[i], "probability": values[i]} for i in ranking[:top_k]]
+        top = ranking(probabilities, self.classes, request.top_k or self.default_top_k)
         result = {
             "model": self.context.model_name,
             "version": self.version,
@@ -190,11 +216,44 @@ class RecognizerHandler(BaseHandler):
             "confidence": top[0]["probability"],
             "accepted": is_character,
             "top_k": top,
-            "probabilities": dict(zip(self.classes, values)),
+            "probabilities": dict(zip(self.classes, probabilities.tolist())),
         }
         if request.return_input:
             result["input"] = glyph_png_base64(glyph)
         return result
+
+    def text_prediction(
+        self, request: Request, segmentation: text.Segmentation, batch: Batch, rows: list[int]
+    ) -> dict[str, Any]:
+        """The text contract (``mode=text``): the string read, its confidence (the product of its
+        characters' confidences) and each character, left to right, with its box in canvas
+        pixels. Raises :class:`InputError` when it holds more than ``max_characters``."""
+        answered = batch.probabilities[rows]
+        labels = [self.classes[i] for i in answered.argmax(dim=1).tolist()]
+        reading = text.read(segmentation, batch.character_probabilities[rows].numpy(), labels,
+                            max_characters=self.max_characters)
+        characters = []
+        for chosen in reading.characters:
+            row = rows[chosen]
+            top = ranking(batch.probabilities[row], self.classes, request.top_k or self.default_top_k)
+            character = {
+                "label": top[0]["label"],
+                "confidence": top[0]["probability"],
+                "accepted": bool(batch.accepted[row]),
+                "box": list(segmentation.candidates[chosen].box),
+                "top_k": top,
+            }
+            if request.return_input:
+                character["input"] = glyph_png_base64(batch.glyphs[row])
+            characters.append(character)
+        return {
+            "model": self.context.model_name,
+            "version": self.version,
+            "mode": TEXT,
+            "text": reading.text,
+            "confidence": float(np.prod([c["confidence"] for c in characters])),
+            "characters": characters,
+        }
 
 
 def error_body(error: InputError) -> dict[str, Any]:

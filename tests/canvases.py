@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -24,6 +25,11 @@ STROKES: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {
     "T": [("line", [(0.2, 0.18), (0.8, 0.18)]), ("line", [(0.5, 0.18), (0.5, 0.85)])],
     "O": [("ellipse", [(0.25, 0.15), (0.75, 0.85)])],
     "-": [("line", [(0.25, 0.5), (0.75, 0.52)])],  # a dash: no character of any recognizer
+    "4": [("line", [(0.6, 0.15), (0.25, 0.62), (0.75, 0.62)]), ("line", [(0.6, 0.4), (0.6, 0.85)])],
+    # A 5 in two strokes, its bar drawn apart from its body; an i with its dot.
+    "5": [("line", [(0.36, 0.08), (0.72, 0.08)]),
+          ("line", [(0.36, 0.2), (0.34, 0.48), (0.55, 0.44), (0.68, 0.56), (0.67, 0.74), (0.5, 0.85), (0.32, 0.8)])],
+    "i": [("dot", [(0.5, 0.2)]), ("line", [(0.5, 0.4), (0.5, 0.85)])],
 }
 
 
@@ -41,6 +47,9 @@ def drawing(char: str = "7", side: int = 280, width: int = 20) -> Image.Image:
         xy = [(x * side, y * side) for x, y in points]
         if kind == "ellipse":
             pen.ellipse(xy, outline=0, width=width)
+        elif kind == "dot":
+            (x, y), radius = xy[0], width * 0.6
+            pen.ellipse([(x - radius, y - radius), (x + radius, y + radius)], fill=0)
         else:
             pen.line(xy, fill=0, width=width, joint="curve")
     return image
@@ -48,6 +57,33 @@ def drawing(char: str = "7", side: int = 280, width: int = 20) -> Image.Image:
 
 def drawing_png(char: str = "7", **kwargs) -> bytes:
     return encode(drawing(char, **kwargs))
+
+
+def text_drawing(
+    chars: str, gaps: Sequence[int] | int = 30, heights: Sequence[float] | None = None,
+    height: int = 120, width: int = 10, margin: int = 40,
+) -> Image.Image:
+    """``chars`` (of :data:`STROKES`, " " for a wide gap) side by side in black on a white
+    canvas, each drawn as :func:`drawing` draws it and cropped to its ink: ``gaps[i]`` pixels of
+    paper after character ``i`` (negative: touching), character ``i`` ``heights[i]`` times
+    ``height`` pixels tall (all bottoms on one line), strokes ``width`` pixels wide; ``gaps``
+    (one fewer than the characters) or one gap for all."""
+    drawn = [c for c in chars if c != " "]
+    gaps = [gaps] * len(drawn) if isinstance(gaps, int) else [*gaps, 0]  # nothing after the last
+    for index in [i - chars[:i].count(" ") - 1 for i, c in enumerate(chars) if c == " "]:
+        gaps[index] += 3 * height // 2
+    heights = heights or [1.0] * len(drawn)
+    crops = []
+    for char, scale in zip(drawn, heights):
+        ink = Image.eval(drawing(char, side=int(height * scale * 1.4), width=int(width * 1.4)), lambda v: 255 - v)
+        crops.append(ink.crop(ink.getbbox()))
+    total = sum(crop.width for crop in crops) + sum(gaps[: len(crops) - 1]) + 2 * margin
+    canvas = Image.new("L", (total, height + 2 * margin), 0)
+    x = margin
+    for crop, gap in zip(crops, gaps):
+        canvas.paste(Image.new("L", crop.size, 255), (x, margin + height - crop.height), mask=crop)
+        x += crop.width + gap
+    return Image.eval(canvas, lambda v: 255 - v)
 
 
 def png_with_declared_size(width: int, height: int) -> bytes:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from client.app import AppSettings, Recognizer
 from client.catalog import TABLE_HEADERS
-from tests.canvases import drawing, encode, transparent_sketch
+from tests.canvases import drawing, encode, text_drawing, transparent_sketch
 from tests.conftest import free_ports
 
 
@@ -79,12 +79,12 @@ def test_a_blank_pad_or_an_unknown_model_is_a_message_not_a_traceback(app, tmp_p
 
 
 def test_the_models_tab_lists_every_version_with_its_workers(app):
-    table, picker, managed, archives, status = app.predict("", "", api_name="/refresh_models")
+    table, picker, managed, archives, text_picker, status = app.predict("", "", "", api_name="/refresh_models")
     listed = rows(table)
     assert set(listed) == {"balanced/1.0", "digits/1.0", "letters/1.0"}
     assert all(row["default"] == "yes" and row["worker status"] == "2 READY" for row in listed.values())
     assert ["digits 1.0 (default)", "digits/1.0"] in picker["choices"]
-    assert picker["value"] == "digits/1.0"  # the preselected model's default version
+    assert picker["value"] == text_picker["value"] == "digits/1.0"  # the preselected model's default version
     assert {"digits.mar", "letters.mar", "balanced.mar"} <= {value for _, value in archives["choices"]}
     assert status == "3 model versions registered."
 
@@ -134,7 +134,7 @@ def test_a_server_that_is_down_is_named(torchserve):
     callbacks = recognizer(dataclasses.replace(torchserve.endpoints, inference=dead, management=dead))
     *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
     assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
-    table, picker, _, _, status = callbacks.refresh(None, None)
+    table, picker, *_, status = callbacks.refresh(None, None)
     assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
     assert table.value["data"] == [] and picker.choices == []
 
@@ -156,3 +156,30 @@ def test_a_key_file_with_wrong_keys_is_a_message(torchserve, tmp_path):
     callbacks = recognizer(dataclasses.replace(torchserve.endpoints, key_file=key_file))
     *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
     assert status.startswith(f"**Error:** TorchServe refused the key from {key_file}")
+
+
+def test_the_text_mode_reads_a_number_and_draws_each_characters_box(app, tmp_path):
+    """The Read text tab: a number written on the wide pad (black ink on a transparent
+    background, as the browser's pad sends it), read with mode=text."""
+    drawn = text_drawing("1705", gaps=[40, 40, 40])
+    alpha = Image.eval(drawn, lambda value: 255 - value)
+    sketch = Image.new("RGBA", drawn.size, (0, 0, 0, 0))
+    sketch.putalpha(alpha)
+    text, boxes, round_trip, status = app.predict(
+        sketch_value(tmp_path, encode(sketch)), "digits/1.0", api_name="/read_text"
+    )
+    assert text == "1705"
+    assert status.startswith("digits 1.0 reads **1705** (4 characters, confidence ")
+    shown = Image.open(boxes)
+    assert shown.size == drawn.size
+    # The boxes are drawn in red over the drawing: red pixels where the canvas was white.
+    red = [p for p in shown.convert("RGB").getdata() if p[0] > 180 and p[1] < 90 and p[2] < 90]
+    assert len(red) > 4 * 2 * (drawn.height // 2)
+    assert re.fullmatch(r"\d+ ms", round_trip)
+
+
+def test_the_text_mode_says_when_the_pad_is_blank(app, tmp_path):
+    blank = Image.new("RGBA", (1000, 300), (0, 0, 0, 0))
+    text, boxes, _, status = app.predict(sketch_value(tmp_path, encode(blank)), "digits/1.0", api_name="/read_text")
+    assert text == "" and boxes is None
+    assert status.startswith("**Error:**") and "blank" in status

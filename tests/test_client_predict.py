@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from client.__main__ import main as cli
-from tests.canvases import drawing_png, transparent_sketch, uniform_png
+from tests.canvases import drawing_png, encode, text_drawing, transparent_sketch, uniform_png
 from tests.conftest import PROJECT, free_ports
 
 
@@ -91,3 +91,14 @@ def test_a_server_that_is_down_is_named_by_the_installed_command(torchserve, ima
     )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip() == f"error: cannot reach TorchServe at {dead}: is it running? (make serve)"
+
+
+def test_text_prints_the_string_read_and_json_the_whole_answer(torchserve, tmp_path, capsys):
+    number = tmp_path / "number.png"
+    number.write_bytes(encode(text_drawing("1704", gaps=30)))
+    predict(torchserve, "--text", number)
+    assert re.fullmatch(rf"{re.escape(str(number))}: 1704 \(\d+\.\d%\)", capsys.readouterr().out.strip())
+    predict(torchserve, "--text", "--json", number)
+    [answer] = json.loads(capsys.readouterr().out)
+    assert answer["file"] == str(number) and answer["mode"] == "text" and answer["text"] == "1704"
+    assert [c["label"] for c in answer["characters"]] == list("1704")

@@ -29,17 +29,22 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from handler.glyph import BlankImageError, GlyphSettings, canvas_to_glyph, measure_stroke_width
-from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities
+from handler import text as text_reader
+from handler.glyph import BlankImageError, GlyphSettings, InputError, canvas_ink, canvas_to_glyph, measure_stroke_width
+from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability
 from training.calibrate import ECE_BINS, expected_calibration_error, plot_reliability
 from training.canvas import CANVAS_SIZE, CANVAS_STYLES, encode_canvas
 from training.nonchars import NOT_DIGIT_LETTERS
 from training.pen import sample_classes as pen_sample_classes
 from training.export import write_json
 from training.labels import CLASS_NAMES
+from training.strings import STRING_LENGTHS, WrittenString, writer_strings
 
 PEN_STYLES = ("thin", "medium", "thick")
 CANVAS_SEED = 280  # fixed: every evaluation draws the very same canvases
+TEXT_SEED = 2812  # the strings of the text evaluation
+TEXT_STRINGS = 600  # strings per evaluation (200 per canvas style)
+TEXT_MODELS = ("digits", "letters")  # what the text evaluation measures (the issue's targets)
 
 
 # ------------------------------------------------------------------------------- predictions
@@ -328,6 +333,71 @@ def _rejected_share(outputs: torch.Tensor, part: Any, num_classes: int, calibrat
     return shares
 
 
+# ------------------------------------------------------------------------------------- text
+
+
+def read_string(
+    model: torch.nn.Module, png: bytes, names: list[str], preprocessing: dict[str, Any],
+    segment_settings: text_reader.SegmentSettings = text_reader.SegmentSettings(),
+) -> str:
+    """The text the handler reads on a canvas with ``mode=text`` (:mod:`handler.text`, the
+    same functions and calibration; all candidates in one forward pass); "" for a canvas it
+    refuses (blank, too many characters)."""
+    settings = GlyphSettings.from_dict(preprocessing["glyph"])
+    temperature = (preprocessing.get("calibration") or NO_CALIBRATION)["temperature"]
+    try:
+        segmentation = text_reader.segment(canvas_ink(png, settings), settings, segment_settings)
+    except InputError:
+        return ""
+    glyphs = np.stack([np.uint8(c.glyph * 255.0 + 0.5) for c in segmentation.candidates])
+    outputs = logits(model, glyphs, preprocessing["mean"], preprocessing["std"])
+    labels = [names[i] for i in outputs[:, : len(names)].argmax(1).tolist()]
+    probabilities = character_probability(outputs, len(names), temperature).numpy()
+    try:
+        return text_reader.read(segmentation, probabilities, labels, segment_settings).text
+    except InputError:
+        return ""
+
+
+def evaluate_text(
+    model: torch.nn.Module, name: str, preprocessing: dict[str, Any], samples: list[Any], part: str,
+    count: int = TEXT_STRINGS, segment_settings: text_reader.SegmentSettings = text_reader.SegmentSettings(),
+) -> dict[str, Any]:
+    """Exact-match rate and character accuracy (1 - edit distance / length, summed over the
+    strings) of ``mode=text`` on ``count`` strings written by single writers of ``samples`` (one
+    part of the pen data's writer split, :func:`training.strings.writer_strings`); by canvas
+    style and string length, with the most frequent misreadings. ``balanced`` is compared
+    case-insensitively, as its classes merge most cases."""
+    from rapidfuzz.distance import Levenshtein
+
+    names = CLASS_NAMES[name]
+    strings: list[WrittenString] = writer_strings(name, samples, count, TEXT_SEED)
+    fold = str.upper if name == "balanced" else str
+    read = [fold(read_string(model, s.png, names, preprocessing, segment_settings)) for s in strings]
+    truth = [fold(s.text) for s in strings]
+    edits = np.array([Levenshtein.distance(t, r) for t, r in zip(truth, read)])
+    lengths = np.array([len(t) for t in truth])
+    exact = edits == 0
+
+    def figures(rows: np.ndarray) -> dict[str, Any]:
+        return {"strings": int(rows.sum()), "exact_match": float(exact[rows].mean()),
+                "character_accuracy": float(1.0 - edits[rows].sum() / lengths[rows].sum())}
+
+    styles = np.array([s.style for s in strings])
+    misread = Counter((t, r) for t, r, e in zip(truth, read, exact) if not e)
+    return {
+        "data": f"pen data, writer-held-out {part} part: strings of one writer's own characters (training/strings.py)",
+        "part": part,
+        "writers": len({s.writer for s in strings}),
+        "lengths": list(STRING_LENGTHS[name]),
+        "seed": TEXT_SEED,
+        **figures(np.ones(len(strings), dtype=bool)),
+        "per_style": {style: figures(styles == style) for style in CANVAS_STYLES},
+        "per_length": {str(n): figures(lengths == n) for n in sorted(set(lengths.tolist()))},
+        "misread": [{"text": t, "read": r} for (t, r), _ in misread.most_common(15)],
+    }
+
+
 def calibration_metrics(answers: dict[str, Answers], calibration: dict[str, Any]) -> dict[str, Any]:
     """ECE (15 bins) of the answered confidence before (T = 1) and after temperature scaling."""
     temperature = calibration["temperature"]
@@ -393,6 +463,9 @@ def evaluate_folder(
         pen_test = data.pen.parts["test"]
         pen_logits = logits(model, pen_test.glyphs, mean, std)
         pen, answers["pen test"] = evaluate_pen(name, pen_test, pen_logits, calibration)
+    text = None
+    if data.pen is not None and name in TEXT_MODELS:
+        text = evaluate_text(model, name, preprocessing, data.pen.parts["test"].samples, "test")
     metrics = {
         "name": name,
         "test_images": int(len(labels)),
@@ -401,6 +474,7 @@ def evaluate_folder(
         "pen_accuracy": None if pen is None else pen["accuracy"],
         "pen": pen,
         "calibration": calibration_metrics(answers, calibration),
+        "text": text,
         "macro_precision": test["macro_precision"],
         "macro_recall": test["macro_recall"],
         "macro_f1": test["macro_f1"],
@@ -432,7 +506,17 @@ def summary(metrics: dict[str, Any]) -> str:
         f"({metrics['test_images']} images), macro F1 {100 * metrics['macro_f1']:.2f}%\n"
         f"canvas accuracy {100 * canvas['accuracy']:.2f}% on {canvas['images']} canvases "
         f"({styles}); gap {canvas['gap_points']:.2f} points"
-    ) + _pen_summary(metrics)
+    ) + _pen_summary(metrics) + _text_summary(metrics.get("text"))
+
+
+def _text_summary(text: dict[str, Any] | None) -> str:
+    if not text:
+        return ""
+    return (
+        f"\ntext ({text['part']} writers, {text['strings']} strings of {text['lengths'][0]}-{text['lengths'][1]} "
+        f"characters): exact match {100 * text['exact_match']:.2f}%, character accuracy "
+        f"{100 * text['character_accuracy']:.2f}%"
+    )
 
 
 def _pen_summary(metrics: dict[str, Any]) -> str:
@@ -454,6 +538,25 @@ def _pen_summary(metrics: dict[str, Any]) -> str:
     )
 
 
+def text_only(folder: Path, data_dir: str, part: str, count: int) -> dict[str, Any]:
+    """The text evaluation of an exported model on one part of the pen data's writer split; on
+    the test part it replaces ``text`` in ``metrics.json``."""
+    from training.pen import split_writers
+    from training.strokes import find_pen_data, read_pen_samples
+
+    files = find_pen_data(data_dir)
+    if not files:
+        raise SystemExit(f"no pen data under {data_dir} (UNIPEN-dev/*.jsonl.gz): the text evaluation needs it")
+    samples = split_writers([s for path in files for s in read_pen_samples(path)])[part]
+    preprocessing = json.loads((folder / "preprocessing.json").read_text())
+    name = json.loads((folder / "model.json").read_text())["name"]
+    text = evaluate_text(torch.jit.load(str(folder / "model.pt")), name, preprocessing, samples, part, count)
+    if part == "test":
+        metrics = json.loads((folder / "metrics.json").read_text())
+        write_json(folder / "metrics.json", {**metrics, "text": text})
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Re-evaluate an exported model (e.g. after changing the evaluation) without training."""
     from training.prepare import DEFAULT_CACHE, prepare
@@ -466,9 +569,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="models", help="folder holding <model>/")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--canvas-limit", type=int, help="canvas robustness on the first N test images")
+    parser.add_argument("--only", choices=["text"],
+                        help="re-measure only this part and update it in metrics.json (text: on the pen test writers)")
+    parser.add_argument("--part", choices=["val", "test"], default="test",
+                        help="with --only text: the writers to read (val: print only, to choose settings)")
+    parser.add_argument("--strings", type=int, default=TEXT_STRINGS, help="with --only text: how many strings")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     folder = Path(args.models) / args.model
+    if args.only == "text":
+        print(_text_summary(text_only(folder, args.data_dir, args.part, args.strings)).strip())
+        return
     settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
     training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training
     # The pen data, when the data root has some, drawn as for training (training/pen.py).

@@ -231,8 +231,17 @@ def draw_strokes(
     span = np.ptp(np.concatenate(placed), axis=0) + width  # the drawing with its pen
     room = np.maximum(size - span, 0.0)
     offset = rng.uniform(0.0, 1.0, 2) * room + width / 2.0
-    coverage = stroke_coverage([p + offset for p in placed], width, pen.supersample)
-    canvas = np.zeros((size, size), dtype=np.uint8)
-    height, breadth = min(size, coverage.shape[0]), min(size, coverage.shape[1])
+    return strokes_png([p + offset for p in placed], width, (size, size), style, pen.supersample)
+
+
+def strokes_png(
+    strokes: Sequence[np.ndarray], width: float, shape: tuple[int, int], style: str, supersample: int = 4
+) -> bytes:
+    """PNG bytes of a canvas of ``shape`` (height, width) in ``style`` with strokes given in its
+    pixels (image coordinates, placed with room for the pen) drawn ``width`` pixels wide
+    (:func:`stroke_coverage`); ink beyond the canvas is cut off."""
+    coverage = stroke_coverage(strokes, width, supersample)
+    canvas = np.zeros(shape, dtype=np.uint8)
+    height, breadth = min(shape[0], coverage.shape[0]), min(shape[1], coverage.shape[1])
     canvas[:height, :breadth] = coverage[:height, :breadth]
     return encode_canvas(canvas, style)
