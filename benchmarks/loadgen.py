@@ -74,6 +74,14 @@ class Connection:
             raise ConnectionError(f"an answer without Content-Length or chunks: {lines[0]}")
         return Response(status, headers, body)
 
+    async def reopened_if_closed(self, response: Response, url: str) -> "Connection":
+        """This connection, or a new one when the server closed it after ``response``
+        (TorchServe answers every error with ``Connection: close``)."""
+        if response.headers.get("connection", "").lower() != "close":
+            return self
+        await self.close()
+        return await Connection.open(url)
+
     async def _chunks(self) -> bytes:
         parts = []
         while True:
@@ -152,6 +160,7 @@ async def _load(
                 connection = await Connection.open(target.url)
                 continue
             last = time.perf_counter()
+            connection = await connection.reopened_if_closed(response, target.url)
             counts["answered"] += 1
             if response.status == 200:
                 latencies.append(last - sent)
@@ -197,6 +206,7 @@ async def _each(target: Target, requests: list[bytes], concurrency: int) -> list
         connection = await Connection.open(target.url)
         for index in queue:  # the shared iterator hands each request to one connection
             responses[index] = await connection.send(requests[index])
+            connection = await connection.reopened_if_closed(responses[index], target.url)
         await connection.close()
 
     await asyncio.gather(*(client() for _ in range(min(concurrency, len(requests)))))

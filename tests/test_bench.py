@@ -113,3 +113,17 @@ def test_the_report_renders_and_replaces_only_its_section(quick, tmp_path):
     text = readme.read_text()
     assert "the previous table" not in text and text.startswith("# title") and text.endswith("## After\n")
     assert markdown(quick) in text
+
+
+def test_the_load_generator_answers_every_request_when_errors_close_the_connection(torchserve):
+    """TorchServe answers each error with ``Connection: close``: the generator opens a new
+    connection instead of losing the requests that would have followed on the closed one."""
+    from benchmarks.loadgen import Target, run_load, send_each
+    from tests.canvases import drawing_png
+
+    target = Target(torchserve.endpoints.inference, "/predictions/digits", torchserve.client().keys.inference)
+    bodies = [drawing_png("7"), b"not an image"] * 6
+    answers = send_each(target, bodies, concurrency=2)
+    assert [a.status for a in answers] == [200, 400] * 6
+    load = run_load(target, bodies, concurrency=2, seconds=1.0, max_requests=40)
+    assert load.requests == 40 and load.errors == 20  # exactly the refused half, none lost
