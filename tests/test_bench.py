@@ -126,4 +126,6 @@ def test_the_load_generator_answers_every_request_when_errors_close_the_connecti
     answers = send_each(target, bodies, concurrency=2)
     assert [a.status for a in answers] == [200, 400] * 6
     load = run_load(target, bodies, concurrency=2, seconds=1.0, max_requests=40)
-    assert load.requests == 40 and load.errors == 20  # exactly the refused half, none lost
+    # Each connection alternates good and bad drawings, so the refused ones are half of what each
+    # sent, rounded down (19 or 20); a request lost on a closed connection would add errors.
+    assert load.requests == 40 and 19 <= load.errors <= 20
