@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -78,11 +79,14 @@ def sketch_to_png(value: Mapping[str, Any] | None) -> bytes:
     return png_bytes(sketch_image(value))
 
 
-def upload_to_png(value: Image.Image | np.ndarray | None) -> bytes:
-    """Uploaded image (any mode) -> the PNG bytes to send for recognition."""
-    if value is None:
+def upload_bytes(path: str | Path | None) -> bytes:
+    """An uploaded file's bytes, sent as they are: the handler decodes every image format and
+    says in a sentence what is wrong with a file that is not an image (decoding it here would
+    turn such a file into an exception instead). Raises :class:`NoDrawingError` when no file was
+    uploaded, ``OSError`` when it cannot be read."""
+    if not path:
         raise NoDrawingError("no image was uploaded: choose an image file first")
-    return png_bytes(as_image(value))
+    return Path(path).read_bytes()
 
 
 def image_from_base64(text: str) -> Image.Image:
@@ -93,7 +97,8 @@ def image_from_base64(text: str) -> Image.Image:
 BOX_COLOUR = (220, 40, 40)  # boxes and labels over the drawing
 SUPPORT_COLOUR = np.array([220, 40, 40], np.float32)  # heat map: ink that supports the answer
 AGAINST_COLOUR = np.array([40, 90, 220], np.float32)  # heat map: ink that speaks against it
-HEAT_OPACITY = 0.65  # of the strongest attribution; weaker ones are fainter
+HEAT_OPACITY = 0.75  # of the strongest attribution; weaker ones are fainter
+INK_FADE = 0.3  # the drawing under a heat map: its ink this dark
 
 
 def on_white(image: Image.Image) -> Image.Image:
@@ -122,10 +127,11 @@ def heat_layer(attributions: Sequence[Sequence[float]], frame: Sequence[float], 
 
 
 def heat_map(image: Image.Image, attributions: Sequence[Sequence[float]], frame: Sequence[float]) -> Image.Image:
-    """The drawing (on white) with an explanation over it: red where the ink supports the
+    """The drawing (faded, on white) with an explanation over it: red where the ink supports the
     answer, blue where it speaks against it, stronger where it matters more (RGB, the drawing's
     size)."""
-    shown = np.asarray(on_white(image), dtype=np.float32)
+    # The ink is faded to a light grey: the heat must show where the ink is black.
+    shown = 255.0 - INK_FADE * (255.0 - np.asarray(on_white(image), dtype=np.float32))
     layer = heat_layer(attributions, frame, image.size)[..., None]
     colour = np.where(layer > 0, SUPPORT_COLOUR, AGAINST_COLOUR)
     opacity = HEAT_OPACITY * np.abs(layer)
