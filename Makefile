@@ -27,10 +27,13 @@ $(STAMP): requirements.txt requirements-serving.txt requirements-dev.txt constra
 data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
 	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
 
-# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT, THREADS.
+# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT, THREADS, CACHE_DIR;
+# FEEDBACK_DIR: the drawing app's corrections (<dir>/<label>/<id>.png) trained on too, a
+# FEEDBACK_SHARE of each batch (training/feedback.py).
 TRAIN_FLAGS = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(LR),--lr $(LR)) $(if $(LIMIT),--limit $(LIMIT)) \
-	$(if $(THREADS),--threads $(THREADS))
+	$(if $(THREADS),--threads $(THREADS)) $(if $(FEEDBACK_DIR),--feedback-dir $(FEEDBACK_DIR)) \
+	$(if $(FEEDBACK_SHARE),--feedback-share $(FEEDBACK_SHARE)) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR))
 
 .PHONY: train evaluate
 train: install ## train, export and evaluate MODEL (default: all three) into MODELS_DIR; EPOCHS, SEED, ... override config/recognizers.yaml
