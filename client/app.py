@@ -400,7 +400,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         elem_id="heat",
                     )
                     status = gr.Markdown(elem_id="status")
-        with gr.Tab("Read text"):
+        with gr.Tab("Read text") as text_tab:
             width, height = settings.text_canvas
             with gr.Row():
                 text_pad = gr.Sketchpad(
@@ -457,6 +457,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                          [answer, ranking, confidence, seen, status, heat, waited], api_visibility="private")
         for sketchpad in (pad, text_pad):
             sketchpad.clear(None, None, None, js=PEN_READY_JS)
+        text_tab.select(None, None, None, js=PEN_READY_JS)  # its pad is drawn when the tab is first shown
         if manages:
             correct_button.click(
                 recognizer.save_correction, [pad, correct_label], correction_status, api_name="save_correction",
