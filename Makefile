@@ -110,12 +110,13 @@ bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_
 	$(PY) -m benchmarks --profile quick $(BENCH_FLAGS) --out $(BENCH_QUICK_OUT)
 
 # The Gradio app. APP_HOST / APP_PORT: where it listens; it calls the TorchServe of RUN_DIR.
+# APP_FLAGS: more flags of python -m client.app (--auth-file FILE, --read-only, --corrections-dir DIR).
 APP_HOST ?= 127.0.0.1
 APP_PORT ?= 7860
 
 .PHONY: client
 client: install ## start the Gradio sketchpad app on http://APP_HOST:APP_PORT (127.0.0.1:7860) against make serve's TorchServe
-	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR)
+	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR) $(APP_FLAGS)
 
 # SCHEMAS_DIR: KServe's resource schemas for the manifest tests (skipped with a reason when absent).
 SCHEMAS_DIR ?= ../shared/schemas

@@ -154,10 +154,13 @@ class Recognizer:
 
     # -- recognition -----------------------------------------------------------------------------
 
-    def recognize(self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float) -> tuple:
+    def recognize(
+        self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool = False
+    ) -> tuple:
         """The answer (a sentence: the label, or that the drawing is not a character), ranking,
         calibrated confidence, glyph seen, status line and the picker (updated when it was
-        empty) for one image."""
+        empty) for one image. ``live``: an empty pad (just cleared) clears the answer without
+        an error."""
         try:
             image = to_bytes(value)
             model, version, picker = self.resolve(choice)
@@ -165,7 +168,8 @@ class Recognizer:
             result = self.client.predict(model, image, version, int(top_k), return_input=True)
             server_ms = (time.perf_counter() - started) * 1000.0
         except EXPLAINED as error:
-            return (*self.cleared(), self.failure(error), gr.update())
+            quiet = live and isinstance(error, NoDrawingError)
+            return (*self.cleared(), "" if quiet else self.failure(error), gr.update())
         ranking = {entry["label"]: entry["probability"] for entry in result["top_k"]}
         confidence = f"{result['confidence']:.1%}"
         status = (f"{result['model']} {result['version']} reads **{result['label']}** ({confidence}); "
@@ -177,13 +181,8 @@ class Recognizer:
         return self.recognize(sketch_to_png, sketch, choice, top_k)
 
     def recognize_live(self, sketch: dict | None, choice: str | None, top_k: float) -> tuple:
-        """:meth:`recognize_drawing` on each finished stroke; an empty pad (just cleared) clears
-        the answer without an error."""
-        try:
-            sketch_to_png(sketch)
-        except NoDrawingError:
-            return (*self.cleared(), "", gr.update())
-        return self.recognize_drawing(sketch, choice, top_k)
+        """:meth:`recognize_drawing` on each finished stroke (quiet about an empty pad)."""
+        return self.recognize(sketch_to_png, sketch, choice, top_k, live=True)
 
     def recognize_upload(self, path: str | None, choice: str | None, top_k: float) -> tuple:
         return self.recognize(upload_bytes, path, choice, top_k)
@@ -362,7 +361,8 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         # A canvas slightly larger than the pad shows it (zoom under 100%), so the
                         # zoom Gradio picks on load is the one it resets to on Clear: no jump.
                         pad = gr.Sketchpad(
-                            label="Sketchpad", canvas_size=(side, side), height=side + 40,
+                            label="Draw here: the pen is ready (the bar on the left has the eraser)",
+                            canvas_size=(side, side), height=side + 40,
                             layers=False, brush=pen, elem_id="pad",
                         )
                         with gr.Row():

@@ -228,6 +228,18 @@ def test_unregister_asks_first_then_the_version_is_gone(page, torchserve):
     page.get_by_role("tab", name="Recognize").click()
 
 
+def test_the_read_text_tab_has_its_pen_ready_and_draws_the_boxes(page):
+    page.get_by_role("tab", name="Read text").click()
+    expect(page.locator("#text-pad canvas").first).to_be_visible()
+    expect(page.locator("#text-pad")).not_to_contain_text("select the draw tool")
+    draw(page, "1", pad="#text-pad")
+    page.locator("#read-text").click()
+    expect(page.locator("#text-read textarea")).to_have_value("1")
+    expect(page.locator("#text-boxes img")).to_be_visible()
+    screenshot(page, "browser-text.png")
+    page.get_by_role("tab", name="Recognize").click()
+
+
 def test_the_page_fetched_nothing_from_outside_the_app(page, requests_elsewhere):
     assert requests_elsewhere == []
 
