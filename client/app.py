@@ -243,11 +243,11 @@ class Recognizer:
         self, picked: str | None, managed: str | None, text_picked: str | None = None, done: str = ""
     ) -> tuple:
         """Models table, the three model pickers (each keeps its value while that version is
-        registered), the store's archives and a status line, from the management API now (new
+        registered), the store's archives (the archive picker keeps its value) and a status line, from the management API now (new
         registrations appear without restarting the app). When the server cannot be reached,
         the table and pickers stay as they are and the status line says so."""
-        archives = store_archives(self.settings.endpoints.model_store)
-        archive = gr.Dropdown(choices=archives, value=archives[0] if archives else None)
+        # Choices only: the archive picker keeps its value too.
+        archive = gr.Dropdown(choices=store_archives(self.settings.endpoints.model_store))
         try:
             versions = registered_versions(self.client)
         except EXPLAINED as error:
@@ -433,7 +433,11 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                 confirm_button = gr.Button("Yes, unregister it", variant="stop", elem_id="confirm-unregister")
                 cancel_button = gr.Button("Cancel", elem_id="cancel-unregister")
             with gr.Row():
-                archive = gr.Dropdown(label="Archive in the model store", choices=[], allow_custom_value=True)
+                archives = store_archives(settings.endpoints.model_store)
+                archive = gr.Dropdown(
+                    label="Archive in the model store", choices=archives, value=archives[0] if archives else None,
+                    allow_custom_value=True,
+                )
                 register_button = gr.Button("Register", elem_id="register")
                 refresh_button = gr.Button("Refresh", elem_id="refresh")
             models_status = gr.Markdown(elem_id="models-status")
