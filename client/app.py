@@ -92,6 +92,7 @@ ASKED_JS = "(...args) => { window.recognizerAsked = performance.now(); return ar
 WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recognizerAsked)} ms` : ''"
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
+RANKING, NOT_AN_ANSWER = "Ranking", "Closest labels (not an answer: the drawing is not taken for a character)"
 WHAT_IS_READ = {"digits": "digit", "letters": "letter", "balanced": "digit or letter"}
 MODELS_INFO = (
     "digits: 0-9 · letters: A-Z, upper and lower case merged (a and A are both A) · "
@@ -170,10 +171,16 @@ class Recognizer:
         except EXPLAINED as error:
             quiet = live and isinstance(error, NoDrawingError)
             return (*self.cleared(), "" if quiet else self.failure(error), gr.update())
-        ranking = {entry["label"]: entry["probability"] for entry in result["top_k"]}
+        scores = {entry["label"]: entry["probability"] for entry in result["top_k"]}
         confidence = f"{result['confidence']:.1%}"
-        status = (f"{result['model']} {result['version']} reads **{result['label']}** ({confidence}); "
-                  f"TorchServe answered in {server_ms:.0f} ms")
+        name = f"{result['model']} {result['version']}"
+        if result.get("accepted") is False:  # the ranking is still shown, but not as an answer
+            ranking = gr.Label(value=scores, label=NOT_AN_ANSWER)
+            read = f"does not take it for a {WHAT_IS_READ.get(result['model'], 'character')} (closest: {result['label']}, {confidence})"
+        else:
+            ranking = gr.Label(value=scores, label=RANKING)
+            read = f"reads **{result['label']}** ({confidence})"
+        status = f"{name} {read}; TorchServe answered in {server_ms:.0f} ms"
         seen = image_from_base64(result["input"])
         return answer_text(result), ranking, confidence, seen, status, picker
 
@@ -235,7 +242,7 @@ class Recognizer:
     @staticmethod
     def cleared() -> tuple:
         """Empty answer, ranking, confidence and glyph (the pad was cleared, or the call failed)."""
-        return "", None, "", None
+        return "", gr.Label(value=None, label=RANKING), "", None
 
     # -- models ----------------------------------------------------------------------------------
 
@@ -383,7 +390,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         upload_button = gr.Button("Recognize image", variant="primary", elem_id="recognize-upload")
                 with gr.Column():
                     answer = gr.Markdown(elem_id="answer")
-                    ranking = gr.Label(label="Ranking", elem_id="ranking")
+                    ranking = gr.Label(label=RANKING, elem_id="ranking")
                     with gr.Row():
                         confidence = gr.Textbox(
                             label="Confidence (calibrated)", interactive=False, elem_id="confidence"
