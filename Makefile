@@ -27,10 +27,13 @@ $(STAMP): requirements.txt requirements-serving.txt requirements-dev.txt constra
 data: install ## download MNIST and EMNIST into DATA_DIR (needs internet; checksums verified)
 	$(PY) -m training.datasets download --data-dir $(DATA_DIR)
 
-# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT, THREADS.
+# Training options, passed through when set: EPOCHS, SEED, BATCH_SIZE, LR, LIMIT, THREADS, CACHE_DIR;
+# FEEDBACK_DIR: the drawing app's corrections (<dir>/<label>/<id>.png) trained on too, a
+# FEEDBACK_SHARE of each batch (training/feedback.py).
 TRAIN_FLAGS = $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(SEED),--seed $(SEED)) \
 	$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE)) $(if $(LR),--lr $(LR)) $(if $(LIMIT),--limit $(LIMIT)) \
-	$(if $(THREADS),--threads $(THREADS))
+	$(if $(THREADS),--threads $(THREADS)) $(if $(FEEDBACK_DIR),--feedback-dir $(FEEDBACK_DIR)) \
+	$(if $(FEEDBACK_SHARE),--feedback-share $(FEEDBACK_SHARE)) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR))
 
 .PHONY: train evaluate
 train: install ## train, export and evaluate MODEL (default: all three) into MODELS_DIR; EPOCHS, SEED, ... override config/recognizers.yaml
@@ -47,7 +50,7 @@ MODELS_DIR ?= models
 MODEL_STORE ?= model_store
 RUN_DIR ?= .run
 ARCHIVES := $(MODEL:%=$(MODEL_STORE)/%.mar)
-HANDLER_FILES := handler/__init__.py handler/confidence.py handler/glyph.py handler/payload.py \
+HANDLER_FILES := handler/__init__.py handler/confidence.py handler/explain.py handler/glyph.py handler/payload.py \
 	handler/envelope.py handler/recognizer.py handler/text.py handler/archive.py config/serving.yaml
 SERVE_FLAGS = --run-dir $(RUN_DIR) \
 	$(if $(INFERENCE_PORT),--inference-port $(INFERENCE_PORT)) \
@@ -107,12 +110,13 @@ bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_
 	$(PY) -m benchmarks --profile quick $(BENCH_FLAGS) --out $(BENCH_QUICK_OUT)
 
 # The Gradio app. APP_HOST / APP_PORT: where it listens; it calls the TorchServe of RUN_DIR.
+# APP_FLAGS: more flags of python -m client.app (--auth-file FILE, --read-only, --corrections-dir DIR).
 APP_HOST ?= 127.0.0.1
 APP_PORT ?= 7860
 
 .PHONY: client
 client: install ## start the Gradio sketchpad app on http://APP_HOST:APP_PORT (127.0.0.1:7860) against make serve's TorchServe
-	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR)
+	$(PY) -m client.app --host $(APP_HOST) --port $(APP_PORT) --run-dir $(RUN_DIR) $(APP_FLAGS)
 
 # SCHEMAS_DIR: KServe's resource schemas for the manifest tests (skipped with a reason when absent).
 SCHEMAS_DIR ?= ../shared/schemas

@@ -8,6 +8,7 @@
     python -m client models unregister letters [2.0]
     python -m client keys [--rotate inference|management]
     python -m client predict [--model letters] [--version 1.0] [--top-k 3] [--text] [--json] IMAGE...
+    python -m client explain [--model digits] [--version 1.0] IMAGE [--out heat.png]
 
 Management commands use the management key from the key file (``.run/key_file.json`` unless
 ``--run-dir``, ``--key-file`` or the ``RECOGNIZER_*`` variables say otherwise; see
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from client.api import Endpoints, TorchServeClient
+from client.explain import add_arguments as add_explain_arguments
+from client.explain import explain_command
 from client.messages import EXPLAINED, explain
 from client.predict import add_arguments as add_predict_arguments
 from client.predict import predict_command
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--rotate", choices=("inference", "management"), help="replace this key")
 
     add_predict_arguments(add(commands, "predict", predict_command, "recognize image files"))
+    add_explain_arguments(add(commands, "explain", explain_command, "save a heat map of what drove the answer"))
     return parser
 
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         result = args.handler(client, args)
     except EXPLAINED as error:  # server down, refused key, unknown model, ...: one sentence
         sys.exit(f"error: {explain(error, endpoints)}")
-    if result is not None:  # None: the command printed its own output (predict)
+    if result is not None:  # None: the command printed its own output (predict, explain)
         print(json.dumps(result, indent=2))
 
 

@@ -193,8 +193,9 @@ class TorchServeClient:
         if is_token_error(response):
             self._renew_key(api, key)
             response = send(getattr(self.keys, api))
-        if api == "inference" and path.startswith("/predictions/") and is_worker_gone(response):
-            # A prediction is a pure function of its input: send it again, once, to a live worker.
+        if api == "inference" and path.startswith(("/predictions/", "/explanations/")) and is_worker_gone(response):
+            # A prediction (or explanation) is a pure function of its input: send it again, once,
+            # to a live worker.
             self.retried += 1
             response = send(getattr(self.keys, api))
         return response
@@ -246,15 +247,15 @@ class TorchServeClient:
         """Recognize the drawing in ``image`` (encoded PNG, JPEG, ... bytes); returns the output
         contract (README, "Serving"), with ``mode="text"`` the text contract (several characters
         on one canvas). Raises :class:`ServingError` with the handler's message."""
-        body: dict[str, Any] = {"image": base64.b64encode(image).decode("ascii")}
-        if top_k is not None:
-            body["top_k"] = top_k
-        if return_input:
-            body["return_input"] = True
-        if mode is not None:
-            body["mode"] = mode
-        path = f"/predictions/{model}" + (f"/{version}" if version else "")
-        return self.call("inference", "POST", path, json=body)
+        body = request_body(image, top_k=top_k, return_input=return_input, mode=mode)
+        return self.call("inference", "POST", inference_path("predictions", model, version), json=body)
+
+    def explain(self, model: str, image: bytes, version: str | None = None) -> dict[str, Any]:
+        """The prediction of the drawing in ``image`` with its ``explanation`` (which parts of the
+        glyph drove the answer, and where the glyph lies on the canvas: README, "Explanations"),
+        from TorchServe's Explanations API. Raises :class:`ServingError` like :meth:`predict`."""
+        path = inference_path("explanations", model, version)
+        return self.call("inference", "POST", path, json=request_body(image, return_input=True))
 
     # -- management ------------------------------------------------------------------------------
 
@@ -347,6 +348,18 @@ class TorchServeClient:
             if self.describe(model, version)[0]["jobQueueStatus"]["pendingRequests"]:
                 idle_since = time.monotonic()
         return self.call("management", "DELETE", model_path(model, version))
+
+
+def request_body(image: bytes, **options: Any) -> dict[str, Any]:
+    """The JSON body of a prediction or explanation: the base64 image and the options given
+    (``None`` and ``False`` ones are left out: the handler's defaults apply)."""
+    body: dict[str, Any] = {"image": base64.b64encode(image).decode("ascii")}
+    return body | {name: value for name, value in options.items() if value is not None and value is not False}
+
+
+def inference_path(api: str, model: str, version: str | None = None) -> str:
+    """``/predictions/digits`` or ``/explanations/digits/1.0``: the inference API's path."""
+    return f"/{api}/{model}" + (f"/{version}" if version else "")
 
 
 def model_path(model: str, version: str | None = None) -> str:

@@ -61,10 +61,12 @@ def registered_versions(client: TorchServeClient) -> list[ModelVersion]:
 
 def version_choices(versions: list[ModelVersion]) -> list[tuple[str, str]]:
     """``(label, value)`` pairs for a dropdown: ``("digits 1.0 (default)", "digits/1.0")``."""
-    return [
-        (f"{v.name} {v.version}" + (" (default)" if v.is_default else ""), v.choice)
-        for v in versions
-    ]
+    return [(choice_label(v.choice) + (" (default)" if v.is_default else ""), v.choice) for v in versions]
+
+
+def choice_label(choice: str) -> str:
+    """A picker's value as the page names it: ``"digits/1.0"`` -> ``"digits 1.0"``."""
+    return " ".join(part for part in choice.partition(CHOICE_SEPARATOR)[::2] if part)
 
 
 def parse_choice(choice: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ import requests
 from client.api import TOKEN_ERROR, Endpoints, ServingError
 
 MODEL_NOT_FOUND = 404  # TorchServe's status for an unknown model or version
+CONFLICT = 409  # TorchServe's status for registering a version that is already registered
+INPUT_STATUSES = (400, 413)  # the handler's answers to an image it cannot use: its message says what to fix
 # What a client call can raise that :func:`explain` turns into a sentence (connection errors are
 # OSErrors; a missing key file is a FileNotFoundError; a blank drawing is a ValueError).
 EXPLAINED = (ServingError, requests.RequestException, OSError, ValueError)
@@ -44,7 +46,12 @@ def explain(error: Exception, endpoints: Endpoints) -> str:
                 f"unknown model or version: {error.message} "
                 "(python -m client models list shows what is registered)"
             )
-        return f"{error.message} (HTTP {error.status} {error.type})"
+        if error.status == CONFLICT:
+            return (f"{error.message.rstrip('.')}: unregister that version first, or register an "
+                    "archive of another version (a model exported with another version in its model.json)")
+        if error.status in INPUT_STATUSES:
+            return error.message
+        return f"TorchServe could not do it: {error.message} (HTTP {error.status})"
     if isinstance(error, (OSError, ValueError)):  # a missing key file, a blank drawing, ...
         return str(error)
     return f"{type(error).__name__}: {error}"

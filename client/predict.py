@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from client.api import TOKEN_ERROR, ServingError, TorchServeClient
-from client.messages import explain
+from client.messages import INPUT_STATUSES, explain
 
 DEFAULT_MODEL = "digits"
-INPUT_STATUSES = (400, 413)  # the handler's answers to an image it cannot use
 
 
 def is_input_error(error: ServingError) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -78,11 +79,14 @@ def sketch_to_png(value: Mapping[str, Any] | None) -> bytes:
     return png_bytes(sketch_image(value))
 
 
-def upload_to_png(value: Image.Image | np.ndarray | None) -> bytes:
-    """Uploaded image (any mode) -> the PNG bytes to send for recognition."""
-    if value is None:
+def upload_bytes(path: str | Path | None) -> bytes:
+    """An uploaded file's bytes, sent as they are: the handler decodes every image format and
+    says in a sentence what is wrong with a file that is not an image (decoding it here would
+    turn such a file into an exception instead). Raises :class:`NoDrawingError` when no file was
+    uploaded, ``OSError`` when it cannot be read."""
+    if not path:
         raise NoDrawingError("no image was uploaded: choose an image file first")
-    return png_bytes(as_image(value))
+    return Path(path).read_bytes()
 
 
 def image_from_base64(text: str) -> Image.Image:
@@ -91,15 +95,54 @@ def image_from_base64(text: str) -> Image.Image:
 
 
 BOX_COLOUR = (220, 40, 40)  # boxes and labels over the drawing
+SUPPORT_COLOUR = np.array([220, 40, 40], np.float32)  # heat map: ink that supports the answer
+AGAINST_COLOUR = np.array([40, 90, 220], np.float32)  # heat map: ink that speaks against it
+HEAT_OPACITY = 0.75  # of the strongest attribution; weaker ones are fainter
+INK_FADE = 0.3  # the drawing under a heat map: its ink this dark
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """The drawing as the page shows it: RGB, transparent parts white."""
+    shown = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    shown.alpha_composite(image.convert("RGBA"))
+    return shown.convert("RGB")
+
+
+def heat_layer(attributions: Sequence[Sequence[float]], frame: Sequence[float], size: tuple[int, int]) -> np.ndarray:
+    """An explanation's glyph map (float [s, s], :mod:`handler.explain`) laid on a canvas of
+    ``size`` (width, height): scaled (bilinear) onto ``frame`` (``[x0, y0, x1, y1]`` canvas
+    pixels, possibly beyond the canvas) and divided by its strongest value. Float32 [H, W] in
+    -1..1, 0 outside the frame."""
+    heat = np.asarray(attributions, dtype=np.float32)
+    peak = float(np.abs(heat).max())
+    heat = heat / peak if peak > 0 else heat
+    x0, y0, x1, y1 = (int(round(value)) for value in frame)
+    scaled = np.asarray(Image.fromarray(heat, mode="F").resize((max(1, x1 - x0), max(1, y1 - y0)), Image.BILINEAR))
+    width, height = size
+    layer = np.zeros((height, width), dtype=np.float32)
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + scaled.shape[1], width), min(y0 + scaled.shape[0], height)
+    if left < right and top < bottom:
+        layer[top:bottom, left:right] = scaled[top - y0 : bottom - y0, left - x0 : right - x0]
+    return layer
+
+
+def heat_map(image: Image.Image, attributions: Sequence[Sequence[float]], frame: Sequence[float]) -> Image.Image:
+    """The drawing (faded, on white) with an explanation over it: red where the ink supports the
+    answer, blue where it speaks against it, stronger where it matters more (RGB, the drawing's
+    size)."""
+    # The ink is faded to a light grey: the heat must show where the ink is black.
+    shown = 255.0 - INK_FADE * (255.0 - np.asarray(on_white(image), dtype=np.float32))
+    layer = heat_layer(attributions, frame, image.size)[..., None]
+    colour = np.where(layer > 0, SUPPORT_COLOUR, AGAINST_COLOUR)
+    opacity = HEAT_OPACITY * np.abs(layer)
+    return Image.fromarray(np.uint8(shown * (1 - opacity) + colour * opacity + 0.5))
 
 
 def annotate(image: Image.Image, characters: Sequence[Mapping[str, Any]]) -> Image.Image:
     """The drawing (shown over white, as on the page) with each character of a text answer
     (``mode=text``: ``{"label", "box": [x0, y0, x1, y1], ...}``, box in the image's pixels, x1 and
     y1 exclusive) outlined, its label written above its box (below when the box touches the top)."""
-    shown = Image.new("RGBA", image.size, (255, 255, 255, 255))
-    shown.alpha_composite(image.convert("RGBA"))
-    shown = shown.convert("RGB")
+    shown = on_white(image)
     pen = ImageDraw.Draw(shown)
     font = ImageFont.load_default(size=max(12, image.height // 12))
     for character in characters:

@@ -30,7 +30,7 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
 HANDLER_MODULES = (
-    "__init__.py", "confidence.py", "glyph.py", "payload.py", "envelope.py", "recognizer.py", "text.py",
+    "__init__.py", "confidence.py", "explain.py", "glyph.py", "payload.py", "envelope.py", "recognizer.py", "text.py",
 )  # what the worker imports
 METADATA_FILES = ("index_to_name.json", "preprocessing.json", "model.json")
 MODEL_FILE = "model.pt"

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import time
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
@@ -34,8 +35,9 @@ from ts.service import Service
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler import envelope, text
+from handler.explain import METHOD, STRIDE, WINDOW, explain, glyph_frame
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability, ranking
-from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph
+from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph, decode_image, ink_map
 from handler.payload import TEXT, Batch, Request, parse_request
 
 logger = logging.getLogger(__name__)
@@ -173,8 +175,20 @@ class RecognizerHandler(BaseHandler):
     @timed
     def postprocess(self, batch: Batch) -> list[str]:
         """One JSON document per request, in order: a prediction, or that request's error with
-        its own HTTP status. ``X-Batch-Size`` tells how many requests shared the forward pass
-        (batching is TorchServe's decision; the header makes it visible to tests and benchmarks)."""
+        its own HTTP status (:meth:`respond`)."""
+        return self.respond(batch, self.answer)
+
+    def explain_handle(self, data_preprocess: Batch, raw_data: list[dict[str, Any]]) -> list[str]:
+        """TorchServe's Explanations API (``POST /explanations/<model>``, BaseHandler calls this
+        instead of inference and postprocess): each request's prediction plus an ``explanation``
+        (:meth:`explanation`), or its error."""
+        return self.respond(self.inference(data_preprocess), self.explanation)
+
+    def respond(self, batch: Batch, answer: Callable[..., dict[str, Any]]) -> list[str]:
+        """One JSON document per request, in order: ``answer(request, batch, segmentation, rows)``,
+        or that request's error with its own HTTP status. ``X-Batch-Size`` tells how many requests
+        shared the forward pass (batching is TorchServe's decision; the header makes it visible to
+        tests and benchmarks)."""
         rows = iter(range(len(batch.glyphs)))
         responses = []
         for index, outcome in enumerate(batch.outcomes):
@@ -182,9 +196,9 @@ class RecognizerHandler(BaseHandler):
             self.context.set_response_header(index, "X-Batch-Size", str(len(batch.outcomes)))
             if not isinstance(outcome, InputError):
                 try:
-                    responses.append(json.dumps(self.answer(outcome, batch, batch.segmentations[index], rows)))
+                    responses.append(json.dumps(answer(outcome, batch, batch.segmentations[index], rows)))
                     continue
-                except InputError as error:  # mode=text: more characters than allowed
+                except InputError as error:  # mode=text: more characters than allowed, or explained
                     outcome = error
             status = HTTPStatus(outcome.status)
             self.context.set_response_status(status.value, status.phrase, index)
@@ -201,6 +215,38 @@ class RecognizerHandler(BaseHandler):
             return self.prediction(request, batch.glyphs[row], batch.probabilities[row], bool(batch.accepted[row]))
         taken = [next(rows) for _ in segmentation.candidates]
         return self.text_prediction(request, segmentation, batch, taken)
+
+    def explanation(
+        self, request: Request, batch: Batch, segmentation: text.Segmentation | None, rows: Iterator[int]
+    ) -> dict[str, Any]:
+        """The prediction of one character with ``explanation``: ``method``, ``window`` and
+        ``stride`` (glyph pixels), ``attributions`` (float [size][size]: how much each glyph pixel
+        supports the answered label, :func:`handler.explain.explain`), ``frame`` (the glyph's
+        square on the canvas, :func:`handler.explain.glyph_frame`) and ``milliseconds`` (its
+        cost). Raises :class:`InputError` for a text request (one character is explained)."""
+        if segmentation is not None:
+            for _ in segmentation.candidates:
+                next(rows)
+            raise InputError("explanations are for one character: send the drawing without mode=text")
+        row = next(rows)
+        result = self.prediction(request, batch.glyphs[row], batch.probabilities[row], bool(batch.accepted[row]))
+        count, temperature = len(self.classes), self.calibration["temperature"]
+        started = time.perf_counter()
+        attributions = explain(
+            lambda glyphs: answered_probabilities(self.model(glyphs), count, temperature),
+            batch.inputs[row : row + 1].to(self.device), self.classes.index(result["label"]),
+            background=-self.mean / self.std,
+        )
+        frame = glyph_frame(ink_map(decode_image(request.image, self.limits)), self.glyph_settings)
+        result["explanation"] = {
+            "method": METHOD,
+            "window": WINDOW,
+            "stride": STRIDE,
+            "attributions": np.round(attributions, 4).tolist(),
+            "frame": [round(value, 1) for value in frame],
+            "milliseconds": round((time.perf_counter() - started) * 1000.0, 1),
+        }
+        return result
 
     def prediction(
         self, request: Request, glyph: np.ndarray, probabilities: torch.Tensor, is_character: bool

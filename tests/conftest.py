@@ -125,15 +125,16 @@ def torchserve(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -
 def gradio_app(
     torchserve: TorchServe, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """The Gradio app (client/app.py) in this process on a free port, calling ``torchserve``;
-    yields its URL. One app for the session: importing gradio alone takes ~5 s."""
+    """The Gradio app (client/app.py) in this process on a free port, calling ``torchserve``,
+    its run folder (uploads, corrections) in pytest's temporary tree; yields its URL. One app for
+    the session: importing gradio alone takes ~5 s."""
     from client.app import AppSettings, launch  # imported here: only the tests that use it pay
 
-    # gradio and gradio_client make a folder in the system temp dir for every file they pass;
-    # keep them in pytest's temporary tree instead of leaving them in /tmp.
+    # gradio_client makes a folder in the system temp dir for every file it receives; keep them
+    # in pytest's temporary tree instead of leaving them in /tmp (the app keeps its own in run_dir).
     scratch = tmp_path_factory.mktemp("gradio")
     saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(scratch)
-    settings = AppSettings(endpoints=torchserve.endpoints, port=free_ports(1)[0])
+    settings = AppSettings(endpoints=torchserve.endpoints, port=free_ports(1)[0], run_dir=scratch / "run")
     app = launch(settings, block=False)
     try:
         yield f"http://{settings.host}:{settings.port}"

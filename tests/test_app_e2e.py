@@ -1,6 +1,7 @@
 """The Gradio app end to end: ``gradio_client`` calls the running app (``gradio_app``), which calls
-a real TorchServe (``torchserve``) serving the shipped models. Error cases call the app's callbacks
-directly (:class:`client.app.Recognizer`), against the same server or a dead port."""
+a real TorchServe (``torchserve``) serving the shipped models: recognition, explanations,
+corrections, text, the Models tab. Error cases call the app's callbacks directly
+(:class:`client.app.Recognizer`), against the same server or a dead port."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # gradio_client must not look for Hugging Face
 
+import gradio as gr
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
@@ -45,76 +48,134 @@ def rows(table_update: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("char", ["1", "7"])
 def test_a_drawing_gets_the_right_label(app, tmp_path, char):
-    ranking, confidence, seen, round_trip, status = app.predict(
+    answer, ranking, confidence, seen, status, picker = app.predict(
         sketch_value(tmp_path, transparent_sketch(char)), "digits/1.0", 3, api_name="/recognize_drawing"
     )
+    assert ranking["label"] == "Ranking"  # an answer, not only the closest labels
+    ranking = ranking["value"]
     assert ranking["label"] == char, ranking
     assert len(ranking["confidences"]) == 3
     best = ranking["confidences"][0]["confidence"]
     assert confidence == f"{best:.1%}"
+    assert answer.startswith(f"### {char}\n{confidence} sure")
     assert Image.open(seen).size == (28, 28)  # the glyph the model saw
-    assert re.fullmatch(r"\d+ ms", round_trip)
-    assert status == f"digits 1.0 reads **{char}** ({confidence})"
+    assert re.fullmatch(rf"digits 1\.0 reads \*\*{char}\*\* \({re.escape(confidence)}\); TorchServe answered in \d+ ms", status)
 
 
 def test_an_uploaded_jpeg_gets_the_right_label(app, tmp_path):
     path = tmp_path / "seven.jpg"
     path.write_bytes(encode(drawing("7").convert("RGB"), "JPEG", quality=90))
-    ranking, *_, status = app.predict(handle_file(str(path)), "digits/1.0", 5, api_name="/recognize_upload")
-    assert ranking["label"] == "7" and len(ranking["confidences"]) == 5, status
+    _, ranking, *_, status, _ = app.predict(handle_file(str(path)), "digits/1.0", 5, api_name="/recognize_upload")
+    assert ranking["value"]["label"] == "7" and len(ranking["value"]["confidences"]) == 5, status
+
+
+def test_an_uploaded_file_that_is_not_an_image_gets_a_sentence(app, tmp_path):
+    path = tmp_path / "notes.png"  # a text file with an image's name
+    path.write_text("shopping list: eggs, milk\n")
+    answer, ranking, confidence, seen, status, _ = app.predict(
+        handle_file(str(path)), "digits/1.0", 3, api_name="/recognize_upload"
+    )
+    assert status.startswith("**Error:** ") and "image" in status and "HTTP" not in status, status
+    assert answer == "" and not ranking["value"] and confidence == "" and seen is None
+
+
+def test_a_drawing_that_is_no_digit_is_not_presented_as_an_answer(app, tmp_path):
+    answer, ranking, confidence, _, status, _ = app.predict(
+        sketch_value(tmp_path, transparent_sketch("-")), "digits/1.0", 3, api_name="/recognize_drawing"
+    )
+    closest = ranking["value"]["label"]
+    assert answer.startswith(f"### This does not look like a digit\n(the closest is {closest}, {confidence}")
+    assert ranking["label"].startswith("Closest labels (not an answer")
+    assert status.startswith(f"digits 1.0 does not take it for a digit (closest: {closest}, {confidence}); ")
 
 
 def test_a_blank_pad_or_an_unknown_model_is_a_message_not_a_traceback(app, tmp_path):
     white = encode(Image.new("RGBA", (400, 400), "white"))
-    ranking, confidence, seen, _, status = app.predict(
+    answer, ranking, confidence, seen, status, _ = app.predict(
         sketch_value(tmp_path, white), "digits/1.0", 3, api_name="/recognize_drawing"
     )
     assert status == "**Error:** the image is blank: draw or upload a character first"
-    assert not ranking and confidence == "" and seen is None
+    assert not ranking["value"] and confidence == "" and seen is None and answer == ""
 
-    *_, status = app.predict(
+    *_, status, _ = app.predict(
         sketch_value(tmp_path, transparent_sketch("7")), "nosuch/1.0", 3, api_name="/recognize_drawing"
     )
     assert status.startswith("**Error:** unknown model or version: Model not found: nosuch")
 
 
+def test_an_explanation_is_a_heat_map_over_the_drawing(app, tmp_path):
+    heat, status = app.predict(sketch_value(tmp_path, transparent_sketch("7")), "digits/1.0", api_name="/explain")
+    assert re.fullmatch(r"Red: ink that made digits 1\.0 answer \*\*7\*\*; blue: .* \(occlusion sensitivity, \d+ ms in the handler\)\.", status)
+    shown = np.asarray(Image.open(heat).convert("RGB"), dtype=np.int32)
+    assert shown.shape == (280, 280, 3)  # the drawing's size: the map lies over it
+    assert np.count_nonzero(shown[..., 0] > shown[..., 2] + 60) > 100  # the ink that drove the answer is red
+
+
+def test_a_correction_is_saved_as_the_drawing_in_an_image_folder(app, tmp_path):
+    png = transparent_sketch("7")
+    status = app.predict(sketch_value(tmp_path, png), "1", api_name="/save_correction")
+    match = re.fullmatch(r"Saved as an example of \*\*1\*\*: (\S+) \((\d+) corrections so far; .*", status)
+    assert match, status
+    saved = Path(match[1])
+    assert saved.parent.name == "1" and saved.suffix == ".png"
+    assert saved.parent.parent.name == "corrections" and saved.parent.parent.parent.name == "run"  # the run folder
+    assert saved.read_bytes() == png  # the drawing as it was sent to the recognizer
+    for wrong in ("", "12", "../x", "?"):
+        status = app.predict(sketch_value(tmp_path, png), wrong, api_name="/save_correction")
+        assert status.startswith("**Error:** type the right answer as one digit or letter"), status
+
+
 def test_the_models_tab_lists_every_version_with_its_workers(app):
-    table, picker, managed, archives, text_picker, status = app.predict("", "", "", api_name="/refresh_models")
+    table, picker, managed, archives, text_picker, status, recognize_status = app.predict(
+        "", "", "", api_name="/refresh_models"
+    )
     listed = rows(table)
     assert set(listed) == {"balanced/1.0", "digits/1.0", "letters/1.0"}
     assert all(row["default"] == "yes" and row["worker status"] == "2 READY" for row in listed.values())
     assert ["digits 1.0 (default)", "digits/1.0"] in picker["choices"]
     assert picker["value"] == text_picker["value"] == "digits/1.0"  # the preselected model's default version
     assert {"digits.mar", "letters.mar", "balanced.mar"} <= {value for _, value in archives["choices"]}
-    assert status == "3 model versions registered."
+    assert status == "3 model versions registered." and recognize_status == ""
 
 
-def test_the_models_tab_scales_a_model(app, torchserve):
+def test_the_models_tab_scales_a_model_and_every_picker_keeps_its_value(app, torchserve):
     try:
-        table, *_, status = app.predict("letters/1.0", 1, "digits/1.0", api_name="/scale")
-        assert status == "letters/1.0 now runs 1 workers."
+        table, picker, managed, _, text_picker, status = app.predict(
+            "letters/1.0", 1, "balanced/1.0", "letters/1.0", api_name="/scale"
+        )
+        assert status == "letters 1.0 now runs 1 worker."
+        assert (picker["value"], managed["value"], text_picker["value"]) == ("balanced/1.0", "letters/1.0", "letters/1.0")
         assert rows(table)["letters/1.0"]["worker status"] == "1 READY"
         assert len(torchserve.client().describe("letters", "1.0")[0]["workers"]) == 1
     finally:
-        table, *_ = app.predict("letters/1.0", 2, "digits/1.0", api_name="/scale")
-    assert rows(table)["letters/1.0"]["worker status"] == "2 READY"
+        table, *_, status = app.predict("letters/1.0", 2, "digits/1.0", "digits/1.0", api_name="/scale")
+    assert rows(table)["letters/1.0"]["worker status"] == "2 READY" and status == "letters 1.0 now runs 2 workers."
+
+
+def test_a_negative_number_of_workers_is_a_sentence_and_the_table_stays(app):
+    table, picker, *_, status = app.predict("letters/1.0", -1, "letters/1.0", "digits/1.0", api_name="/scale")
+    assert status == "**Error:** enter how many workers the version should run (0 or more)"
+    assert rows(table)["letters/1.0"]["worker status"] == "2 READY" and picker["value"] == "letters/1.0"
 
 
 def test_the_models_tab_unregisters_registers_and_sets_the_default(app, torchserve):
     try:
-        table, picker, *_, status = app.predict("balanced/1.0", "balanced/1.0", api_name="/unregister")
-        assert status == "balanced/1.0 is unregistered."
+        table, picker, *_, status = app.predict("balanced/1.0", "balanced/1.0", "letters/1.0", api_name="/unregister")
         assert "balanced/1.0" not in rows(table)
-        assert picker["value"] == "digits/1.0"  # the picked version is gone: back to the default
+        # The picked version is gone: back to the default, and the page says so.
+        assert picker["value"] == "digits/1.0"
+        assert status == ("balanced 1.0 is unregistered. balanced 1.0 is no longer registered: "
+                          "a picker now shows digits 1.0.")
     finally:
-        table, *_, status = app.predict("balanced.mar", "digits/1.0", "digits/1.0", api_name="/register")
+        table, *_, status = app.predict("balanced.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
     assert status == "balanced.mar is registered."
     assert rows(table)["balanced/1.0"]["worker status"] == "2 READY"
 
-    *_, status = app.predict("balanced/1.0", "digits/1.0", api_name="/set_default")
-    assert status == "balanced/1.0 is now the default version."
-    *_, status = app.predict("digits.mar", "digits/1.0", "digits/1.0", api_name="/register")
-    assert status.startswith("**Error:**") and "already registered" in status
+    *_, status = app.predict("balanced/1.0", "digits/1.0", "digits/1.0", api_name="/set_default")
+    assert status == "balanced 1.0 is now the default version."
+    *_, status = app.predict("digits.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
+    assert status.startswith("**Error:**") and "already registered" in status and "HTTP" not in status
+    assert "unregister that version first" in status
 
 
 # -- the callbacks themselves, for the errors a live server rarely shows ------------------------
@@ -129,22 +190,33 @@ def sketch_dict(char: str = "7") -> dict:
     return {"background": None, "layers": [], "composite": Image.open(io.BytesIO(transparent_sketch(char)))}
 
 
-def test_a_server_that_is_down_is_named(torchserve):
+def test_a_server_that_is_down_is_named_and_nothing_on_the_page_is_wiped(torchserve):
     dead = f"http://127.0.0.1:{free_ports(1)[0]}"
     callbacks = recognizer(dataclasses.replace(torchserve.endpoints, inference=dead, management=dead))
-    *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
-    assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
-    table, picker, *_, status = callbacks.refresh(None, None)
-    assert status == f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
-    assert table.value["data"] == [] and picker.choices == []
+    down = f"**Error:** cannot reach TorchServe at {dead}: is it running? (make serve)"
+    *_, status, picker = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
+    assert status == down and picker == gr.update()
+    *_, status, _ = callbacks.recognize_drawing(sketch_dict(), "", 3)  # page opened while it was down
+    assert status == down
+    table, picker, managed, _, text_picker, status = callbacks.refresh("digits/1.0", "letters/1.0", "digits/1.0")
+    assert status == down
+    assert table == picker == managed == text_picker == gr.update()  # left as they are
+    *_, recognize_status = callbacks.load("", "", "")
+    assert recognize_status == down + " Draw when it runs: the app asks the server again."
+
+
+def test_an_empty_picker_is_filled_from_the_server_when_a_drawing_comes(torchserve):
+    answer, ranking, *_, status, picker = recognizer(torchserve.endpoints).recognize_drawing(sketch_dict(), "", 3)
+    assert ranking.value["label"] == "7", status
+    assert picker.value == "digits/1.0" and ("digits 1.0 (default)", "digits/1.0") in picker.choices
 
 
 def test_a_rotated_key_is_re_read_from_the_key_file(torchserve):
     callbacks = recognizer(torchserve.endpoints)
     assert callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)[0]  # keys now cached
     torchserve.client().rotate_key("inference")  # the cached key is refused from now on
-    ranking, *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
-    assert ranking and ranking.get("7"), status
+    _, ranking, *_, status, _ = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
+    assert ranking.value["label"] == "7", status
 
 
 def test_a_key_file_with_wrong_keys_is_a_message(torchserve, tmp_path):
@@ -154,7 +226,7 @@ def test_a_key_file_with_wrong_keys_is_a_message(torchserve, tmp_path):
     key_file = tmp_path / "key_file.json"
     key_file.write_text(json.dumps(keys))
     callbacks = recognizer(dataclasses.replace(torchserve.endpoints, key_file=key_file))
-    *_, status = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
+    *_, status, _ = callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)
     assert status.startswith(f"**Error:** TorchServe refused the key from {key_file}")
 
 
@@ -165,7 +237,7 @@ def test_the_text_mode_reads_a_number_and_draws_each_characters_box(app, tmp_pat
     alpha = Image.eval(drawn, lambda value: 255 - value)
     sketch = Image.new("RGBA", drawn.size, (0, 0, 0, 0))
     sketch.putalpha(alpha)
-    text, boxes, round_trip, status = app.predict(
+    text, boxes, round_trip, status, _ = app.predict(
         sketch_value(tmp_path, encode(sketch)), "digits/1.0", api_name="/read_text"
     )
     assert text == "1705"
@@ -180,6 +252,6 @@ def test_the_text_mode_reads_a_number_and_draws_each_characters_box(app, tmp_pat
 
 def test_the_text_mode_says_when_the_pad_is_blank(app, tmp_path):
     blank = Image.new("RGBA", (1000, 300), (0, 0, 0, 0))
-    text, boxes, _, status = app.predict(sketch_value(tmp_path, encode(blank)), "digits/1.0", api_name="/read_text")
+    text, boxes, _, status, _ = app.predict(sketch_value(tmp_path, encode(blank)), "digits/1.0", api_name="/read_text")
     assert text == "" and boxes is None
     assert status.startswith("**Error:**") and "blank" in status

@@ -96,11 +96,17 @@ def connection_error(url: str) -> requests.ConnectionError:
          "unknown model or version: Model not found: nosuch "
          "(python -m client models list shows what is registered)"),
         (ServingError(400, "BlankImageError", "the drawing is blank: draw a character"),
-         "the drawing is blank: draw a character (HTTP 400 BlankImageError)"),
+         "the drawing is blank: draw a character"),
+        (ServingError(409, "ConflictStatusException", "Model version 1.0 for model digits has already been registered."),
+         "Model version 1.0 for model digits has already been registered: unregister that version "
+         "first, or register an archive of another version (a model exported with another version "
+         "in its model.json)"),
+        (ServingError(503, "ServiceUnavailableException", "Model digits has no worker to serve inference request."),
+         "TorchServe could not do it: Model digits has no worker to serve inference request. (HTTP 503)"),
         (FileNotFoundError("no key file at .run/key_file.json: is TorchServe running? (make serve)"),
          "no key file at .run/key_file.json: is TorchServe running? (make serve)"),
     ],
-    ids=["server-down", "refused-key", "unknown-model", "handler-4xx", "no-key-file"],
+    ids=["server-down", "refused-key", "unknown-model", "handler-4xx", "conflict", "no-worker", "no-key-file"],
 )
 def test_errors_become_one_sentence(error, message):
     assert explain(error, ENDPOINTS) == message

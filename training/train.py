@@ -32,6 +32,7 @@ from training import evaluate, export
 from training.augment import AugmentSettings, augment
 from training.calibrate import fit_temperature, reject_threshold
 from training.datasets import DatasetNotFound
+from training.feedback import FEEDBACK_SHARE, Feedback, load_feedback
 from training.labels import CASED_LETTERS, CLASS_NAMES
 from training.model import CaseMerged, GlyphNet, count_parameters, training_logits
 from training.pen import recognizer_split
@@ -75,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip training: export and evaluate the best state saved in the cache (e.g. of an interrupted run)",
     )
     parser.add_argument(
+        "--feedback-dir", help="corrections saved by the drawing app (<dir>/<label>/<id>.png) to train on too",
+    )
+    parser.add_argument(
+        "--feedback-share", type=float, default=FEEDBACK_SHARE,
+        help=f"share of each batch drawn from the corrections (default {FEEDBACK_SHARE})",
+    )
+    parser.add_argument(
         "--threads", type=int, default=THREADS,
         help="torch threads (1 when several trainings share the machine's cores)",
     )
@@ -96,8 +104,9 @@ class Mixture:
     ``scan``: the recognizer's dataset, whose images each epoch visits once, and, with
     ``scan_canvas``, the same images drawn on canvases (taken for a ``canvas_copies`` share of
     them). ``pen``: pen-stroke characters of the training writers; ``reject``: drawings of the
-    "not a character" class. A batch holds ``pen`` and ``reject`` shares of randomly picked pen
-    and reject drawings (config), the rest from the scans."""
+    "not a character" class; ``feedback``: a user's corrections (:mod:`training.feedback`). A
+    batch holds ``pen``, ``reject`` and ``feedback`` shares of randomly picked pen, reject and
+    corrected drawings (config), the rest from the scans."""
 
     scan: torch.Tensor
     scan_labels: torch.Tensor
@@ -106,9 +115,13 @@ class Mixture:
     pen_labels: torch.Tensor
     reject: torch.Tensor
     reject_label: int
+    feedback: torch.Tensor | None = None
+    feedback_labels: torch.Tensor | None = None
 
     @classmethod
-    def from_data(cls, data: PreparedData, reject_label: int, name: str, cased: bool = False) -> "Mixture":
+    def from_data(
+        cls, data: PreparedData, reject_label: int, name: str, cased: bool = False, feedback: Feedback | None = None
+    ) -> "Mixture":
         tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array))
         pen = recognizer_split(name, data.pen.parts["train"], cased) if data.pen else None
         empty = torch.zeros((0,) + data.train.images.shape[1:], dtype=torch.uint8)
@@ -120,15 +133,19 @@ class Mixture:
             pen_labels=tensor(pen.labels[~is_reject]) if pen else torch.zeros(0, dtype=torch.int64),
             reject=tensor(pen.images[is_reject]) if pen else empty,
             reject_label=reject_label,
+            feedback=tensor(feedback.glyphs) if feedback else None,
+            feedback_labels=tensor(feedback.labels) if feedback else None,
         )
 
 
-def batch_shares(config: dict[str, Any], mixture: Mixture) -> tuple[int, int, int]:
-    """How many scan, pen and reject drawings make up one batch (none of a source that is empty)."""
+def batch_shares(config: dict[str, Any], mixture: Mixture) -> tuple[int, int, int, int]:
+    """How many scan, pen, reject and corrected drawings make up one batch (none of a source
+    that is empty; ``feedback`` is the share of corrections, 0 without)."""
     size = config["batch_size"]
     pen = round(size * config["pen"]) if len(mixture.pen) else 0
     reject = round(size * config["reject"]) if len(mixture.reject) else 0
-    return size - pen - reject, pen, reject
+    corrected = round(size * config.get("feedback", 0.0)) if mixture.feedback is not None and len(mixture.feedback) else 0
+    return size - pen - reject - corrected, pen, reject, corrected
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -144,16 +161,17 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
 
 
 def mixed_batch(
-    mixture: Mixture, index: torch.Tensor, shares: tuple[int, int, int], config: dict[str, Any],
+    mixture: Mixture, index: torch.Tensor, shares: tuple[int, int, int, int], config: dict[str, Any],
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One training batch: the scans ``index`` (a ``canvas_copies`` share of them as their
-    canvas drawings), then randomly picked pen and reject drawings; uint8 glyphs and labels."""
+    canvas drawings), then randomly picked pen, reject and corrected drawings; uint8 glyphs and
+    labels."""
     x, y = mixture.scan[index], mixture.scan_labels[index]
     if mixture.scan_canvas is not None:
         drawn = torch.rand(len(index), generator=generator) < config["canvas_copies"]
         x = torch.where(drawn.view(-1, 1, 1), mixture.scan_canvas[index], x)
-    _, pen, reject = shares
+    _, pen, reject, corrected = shares
     picks_pen = torch.randint(len(mixture.pen), (pen,), generator=generator) if pen else None
     picks_reject = torch.randint(len(mixture.reject), (reject,), generator=generator) if reject else None
     if pen:
@@ -161,6 +179,9 @@ def mixed_batch(
     if reject:
         x = torch.cat([x, mixture.reject[picks_reject]])
         y = torch.cat([y, torch.full((reject,), mixture.reject_label, dtype=torch.int64)])
+    if corrected:
+        picks = torch.randint(len(mixture.feedback), (corrected,), generator=generator)
+        x, y = torch.cat([x, mixture.feedback[picks]]), torch.cat([y, mixture.feedback_labels[picks]])
     return x, y
 
 
@@ -226,17 +247,18 @@ def fit(
     generator: torch.Generator,
     checkpoint: Path,
     command: str,
+    feedback: Feedback | None = None,
 ) -> dict[str, Any]:
     """Train for the configured epochs with a one-cycle AdamW schedule, validating after each.
 
     After every epoch the best state so far (by :func:`validation_accuracy`'s score) and the
     training record are written to ``checkpoint``, so an interrupted run can still be exported
     with ``--from-checkpoint``. Leaves ``model`` at its best state; returns the training record
-    of ``metrics.json``.
+    of ``metrics.json``. ``feedback``: corrections mixed into every batch (:mod:`training.feedback`).
     """
     cased = isinstance(model, CaseMerged)
     classes = len(CASED_LETTERS) if cased else len(CLASS_NAMES[name])
-    mixture = Mixture.from_data(data, reject_label=classes, name=name, cased=cased)
+    mixture = Mixture.from_data(data, reject_label=classes, name=name, cased=cased, feedback=feedback)
     shares = batch_shares(config, mixture)
     steps = config["epochs"] * steps_per_epoch(len(mixture.scan_labels), shares[0])
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
@@ -246,7 +268,8 @@ def fit(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     print(f"batches of {config['batch_size']}: {shares[0]} scans, {shares[1]} pen characters "
-          f"({len(mixture.pen)} drawings), {shares[2]} non-characters ({len(mixture.reject)} drawings)")
+          f"({len(mixture.pen)} drawings), {shares[2]} non-characters ({len(mixture.reject)} drawings)"
+          + (f", {shares[3]} corrections ({len(mixture.feedback)} drawings)" if shares[3] else ""))
     for epoch in range(1, config["epochs"] + 1):
         loss = train_epoch(
             model, mixture, optimizer, scheduler, config, stats, generator,
@@ -296,6 +319,13 @@ def main(argv: list[str] | None = None) -> None:
         data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed, pen_variants, cased)
     except DatasetNotFound as exc:
         raise SystemExit(f"error: {exc}") from None
+    try:
+        feedback = load_feedback(args.feedback_dir, args.model, settings, cased) if args.feedback_dir else None
+    except (FileNotFoundError, ValueError) as exc:  # no such folder, an unreadable correction
+        raise SystemExit(f"error: {exc}") from None
+    if feedback is not None:
+        print(feedback.source)
+        config["feedback"] = args.feedback_share if len(feedback) else 0.0
     # Standardize with the training set's statistics; exported so the handler does the same.
     mean = float(data.train.images.mean() / 255.0)
     std = float(data.train.images.std() / 255.0)
@@ -317,11 +347,13 @@ def main(argv: list[str] | None = None) -> None:
         training, mean, std = saved["training"], saved["mean"], saved["std"]
     else:
         command = " ".join(sys.argv[1:] if argv is None else argv)
-        training = fit(model, data, args.model, config, (mean, std), generator, checkpoint, command)
+        training = fit(model, data, args.model, config, (mean, std), generator, checkpoint, command, feedback)
 
     calibration = calibrate(model, data, args.model, (mean, std), config["max_false_reject"] if rejects else None)
     folder = Path(args.out) / args.model
     source = data.source if data.pen is None else f"{data.source}; {data.pen.source}"
+    if feedback:
+        source += f"; {feedback.source}"
     export.export_model(
         model, folder, args.model, settings, mean, std, source=source, training=training,
         calibration=calibration,
