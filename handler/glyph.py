@@ -307,11 +307,12 @@ def _drawing_box(mask: np.ndarray, count: int, settings: GlyphSettings) -> tuple
     """:func:`_ink_box` of a canvas, where the drawing, not the canvas, decides what is blank: ink
     of fewer than ``min_ink_fraction`` of the canvas's pixels (``count``) is still a drawing when
     one of its strokes is long enough (a thin pen on a large canvas); a speck is not."""
-    if count < max(1, settings.min_ink_fraction * mask.size):
-        box = bounding_box(mask) if count else None
-        if box is None or not _strokes(mask[box], mask.shape)[1]:
-            raise BlankImageError(BLANK)
-    return bounding_box(mask)
+    if count == 0:
+        raise BlankImageError(BLANK)
+    box = bounding_box(mask)
+    if count < max(1, settings.min_ink_fraction * mask.size) and not _strokes(mask[box], mask.shape)[1]:
+        raise BlankImageError(BLANK)
+    return box
 
 
 def _is_canvas(mask: np.ndarray, count: int) -> bool:

@@ -249,10 +249,6 @@ class Answers:
     num_classes: int
     calibration: dict[str, Any]
 
-    @classmethod
-    def of(cls, logits: torch.Tensor, labels: np.ndarray, num_classes: int, calibration: dict[str, Any]) -> "Answers":
-        return cls(logits, np.asarray(labels), num_classes, calibration)
-
     @property
     def correct(self) -> np.ndarray:
         return self.logits[:, : self.num_classes].argmax(1).numpy() == self.labels
@@ -278,14 +274,13 @@ def evaluate_pen(
     row_class = np.where(part.sample >= 0, classes[np.maximum(part.sample, 0)], -1)
     real = row_class >= 0
     real &= row_class < len(names)
-    answers = Answers.of(outputs[real], row_class[real], len(names), calibration)
+    answers = Answers(outputs[real], row_class[real], len(names), calibration)
     answered = outputs[real][:, : len(names)].argmax(1).numpy()
-    truth = row_class[real]
     samples = [part.samples[i] for i in part.sample[real]]
     kinds = np.array([s.kind for s in samples])
     sites = np.array([s.site for s in samples])
     styles = np.array([CANVAS_STYLES[i] for i in part.style[real]])
-    correct = answered == truth
+    correct = answers.correct
     if name == "balanced":  # EMNIST merges most cases; count a case slip as right here
         correct_ci = np.array([names[a].upper() == s.label.upper() for a, s in zip(answered, samples)])
     else:
@@ -323,10 +318,11 @@ def _rejected_share(outputs: torch.Tensor, part: Any, num_classes: int, calibrat
         rows = part.nonchar == kind
         shares[kind] = {"drawings": int(rows.sum()), "rejected": float(refused[rows].mean())}
     if num_classes == len(CLASS_NAMES["digits"]):
-        label = np.array([part.samples[i].label if i >= 0 else "" for i in part.sample])
+        # The capital letter each canvas shows ("" for a digit, a lower-case letter or a non-character).
+        capital = np.array([part.samples[i].label if i >= 0 and part.samples[i].kind == "uppercase" else ""
+                            for i in part.sample])
         for key, letters in (("letters_AKMW", "AKMW"), ("letters_not_digit_like", NOT_DIGIT_LETTERS)):
-            rows = np.isin(label, list(letters)) & (part.sample >= 0)
-            rows &= np.array([i >= 0 and part.samples[i].kind == "uppercase" for i in part.sample])
+            rows = np.isin(capital, list(letters))
             shares[key] = {"drawings": int(rows.sum()), "rejected": float(refused[rows].mean())}
     nonchar_rows = part.nonchar != ""
     shares["all_generated"] = {"drawings": int(nonchar_rows.sum()), "rejected": float(refused[nonchar_rows].mean())}
@@ -457,7 +453,7 @@ def evaluate_folder(
     }
 
     calibration = preprocessing.get("calibration") or NO_CALIBRATION
-    answers = {"scan test": Answers.of(test_logits, labels, len(names), calibration)}
+    answers = {"scan test": Answers(test_logits, labels, len(names), calibration)}
     pen = None
     if data.pen is not None:
         pen_test = data.pen.parts["test"]

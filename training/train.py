@@ -31,7 +31,7 @@ from handler.glyph import GlyphSettings
 from training import evaluate, export
 from training.augment import AugmentSettings, augment
 from training.calibrate import fit_temperature, reject_threshold
-from training.datasets import DatasetNotFound
+from training.datasets import DatasetNotFound, Split
 from training.feedback import FEEDBACK_SHARE, Feedback, load_feedback
 from training.labels import CASED_LETTERS, CLASS_NAMES
 from training.model import CaseMerged, GlyphNet, count_parameters, training_logits
@@ -222,6 +222,16 @@ def train_epoch(
     return total / seen
 
 
+def pen_characters(data: PreparedData, name: str, part: str) -> Split | None:
+    """A part's pen canvases of the recognizer's own characters (no reject-class drawings), or
+    ``None`` without pen data (or without any such character)."""
+    if data.pen is None:
+        return None
+    pen = recognizer_split(name, data.pen.parts[part])
+    real = pen.labels < len(CLASS_NAMES[name])
+    return Split(pen.images[real], pen.labels[real]) if real.any() else None
+
+
 def validation_accuracy(model: torch.nn.Module, data: PreparedData, name: str, stats: tuple[float, float]) -> dict[str, float]:
     """Accuracy of the answered label (the best of the recognizer's classes) on the validation
     scans and, when there is pen data, on the validation writers' pen characters; ``score`` is
@@ -229,11 +239,9 @@ def validation_accuracy(model: torch.nn.Module, data: PreparedData, name: str, s
     num_classes = len(CLASS_NAMES[name])
     scan = float((evaluate.predict(model, data.val.images, *stats, num_classes) == data.val.labels).mean())
     result = {"scan": scan, "score": scan}
-    pen = None if data.pen is None else recognizer_split(name, data.pen.parts["val"])
-    real = None if pen is None else pen.labels < num_classes
-    if pen is not None and real.any():
-        correct = evaluate.predict(model, pen.images[real], *stats, num_classes) == pen.labels[real]
-        result["pen"] = float(correct.mean())
+    pen = pen_characters(data, name, "val")
+    if pen is not None:
+        result["pen"] = float((evaluate.predict(model, pen.images, *stats, num_classes) == pen.labels).mean())
         result["score"] = (scan + result["pen"]) / 2.0
     return result
 
@@ -371,11 +379,10 @@ def calibrate(
     (:mod:`training.calibrate`). Returns ``preprocessing.json``'s ``calibration`` block."""
     num_classes = len(CLASS_NAMES[name])
     glyphs, labels = [data.val.images], [data.val.labels]
-    if data.pen is not None:
-        pen = recognizer_split(name, data.pen.parts["val"])
-        real = pen.labels < num_classes
-        glyphs.append(pen.images[real])
-        labels.append(pen.labels[real])
+    pen = pen_characters(data, name, "val")
+    if pen is not None:
+        glyphs.append(pen.images)
+        labels.append(pen.labels)
     logits = evaluate.logits(model, np.concatenate(glyphs), *stats)
     labels = torch.from_numpy(np.concatenate(labels))
     temperature = fit_temperature(logits[:, :num_classes], labels)
