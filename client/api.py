@@ -255,7 +255,7 @@ class TorchServeClient:
         glyph drove the answer, and where the glyph lies on the canvas: README, "Explanations"),
         from TorchServe's Explanations API. Raises :class:`ServingError` like :meth:`predict`."""
         path = inference_path("explanations", model, version)
-        return self.call("inference", "POST", path, json=request_body(image, return_input=True))
+        return self.call("inference", "POST", path, json=request_body(image))
 
     # -- management ------------------------------------------------------------------------------
 

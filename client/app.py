@@ -58,6 +58,7 @@ from client.sketch import (
     annotate,
     heat_map,
     image_from_base64,
+    png_bytes,
     sketch_image,
     sketch_to_png,
     upload_bytes,
@@ -199,7 +200,7 @@ class Recognizer:
         status line."""
         try:
             image = sketch_image(sketch)
-            png = sketch_to_png(sketch)
+            png = png_bytes(image)
             model, version, _ = self.resolve(choice)
             result = self.client.explain(model, png, version)
         except EXPLAINED as error:
@@ -226,7 +227,7 @@ class Recognizer:
         and label, the TorchServe time, a status line and the picker (updated when it was empty)."""
         try:
             image = sketch_image(sketch)
-            png = sketch_to_png(sketch)
+            png = png_bytes(image)
             model, version, picker = self.resolve(choice)
             started = time.perf_counter()
             result = self.client.predict(model, png, version, mode="text")

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from client.api import TorchServeClient
-from client.predict import DEFAULT_MODEL
+from client.predict import DEFAULT_MODEL, text_line
 from client.sketch import heat_map
 
 
@@ -29,10 +29,8 @@ def explain_command(client: TorchServeClient, args: argparse.Namespace) -> None:
     out = args.out or args.image.with_name(f"{args.image.stem}-explained.png")
     drawing = Image.open(io.BytesIO(image))
     heat_map(drawing, explanation["attributions"], explanation["frame"]).save(out)
-    answer = f"{result['label']} ({result['confidence']:.1%})"
-    if result.get("accepted") is False:
-        answer = f"not a character (closest: {answer})"
-    print(f"{args.image}: {answer}; heat map saved to {out} "
+    answer = text_line({**result, "file": str(args.image)}, show_ranking=False)
+    print(f"{answer}; heat map saved to {out} "
           f"({explanation['method']}, {explanation['milliseconds']:.0f} ms in the handler)")
 
 
