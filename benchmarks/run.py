@@ -42,9 +42,9 @@ from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_se
 from handler.archive import model_version
 from handler.server import MODELS
 from training.evaluate import TEXT_SEED
-from training.pen import split_writers
+from training.pen import writer_parts
 from training.strings import writer_strings
-from training.strokes import find_pen_data, read_pen_samples
+from training.strokes import find_pen_data
 
 PROJECT = Path(__file__).resolve().parent.parent
 SERVING_SETTINGS = ("minWorkers", "maxWorkers", "batchSize", "maxBatchDelay")  # reported with the load
@@ -122,7 +122,7 @@ def eight_digit_numbers(data_dir: Path | None, count: int) -> list[tuple[str, by
     files = find_pen_data(data_dir) if data_dir else []
     if not files:
         return []
-    test = split_writers([s for path in files for s in read_pen_samples(path)])["test"]
+    test = writer_parts(files)["test"]
     return [(s.text, s.png) for s in writer_strings("digits", test, count, TEXT_SEED, length=8)]
 
 

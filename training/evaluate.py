@@ -537,13 +537,13 @@ def _pen_summary(metrics: dict[str, Any]) -> str:
 def text_only(folder: Path, data_dir: str, part: str, count: int) -> dict[str, Any]:
     """The text evaluation of an exported model on one part of the pen data's writer split; on
     the test part it replaces ``text`` in ``metrics.json``."""
-    from training.pen import split_writers
-    from training.strokes import find_pen_data, read_pen_samples
+    from training.pen import writer_parts
+    from training.strokes import find_pen_data
 
     files = find_pen_data(data_dir)
     if not files:
         raise SystemExit(f"no pen data under {data_dir} (UNIPEN-dev/*.jsonl.gz): the text evaluation needs it")
-    samples = split_writers([s for path in files for s in read_pen_samples(path)])[part]
+    samples = writer_parts(files)[part]
     preprocessing = json.loads((folder / "preprocessing.json").read_text())
     name = json.loads((folder / "model.json").read_text())["name"]
     text = evaluate_text(torch.jit.load(str(folder / "model.pt")), name, preprocessing, samples, part, count)

@@ -72,6 +72,11 @@ def split_writers(samples: Sequence[PenSample]) -> dict[str, list[PenSample]]:
     return {part: [s for s, keep in zip(samples, mask) if keep] for part, mask in zip(PARTS, masks)}
 
 
+def writer_parts(files: Sequence[Path]) -> dict[str, list[PenSample]]:
+    """Every sample of the pen-data ``files``, split by writer (:func:`split_writers`)."""
+    return split_writers([sample for path in files for sample in read_pen_samples(path)])
+
+
 def _draw_job(job: tuple) -> np.ndarray:
     """Draw one canvas and decode it as the handler does; a canvas the handler would refuse as
     blank (none of the data's, in practice) becomes zeros, as blank dataset images do."""
@@ -142,10 +147,10 @@ def prepare_pen(
             f"no pen data under {data_dir}: expected UNIPEN-dev/*.jsonl.gz or pen/*.jsonl "
             "(see training/strokes.py for the schema); set pen: 0 in config/recognizers.yaml to train without"
         )
-    samples = [s for path in files for s in read_pen_samples(path)]
+    all_parts = writer_parts(files)
     # A limit keeps samples spread over the part (the files are sorted by kind and site).
     parts = {part: kept[:: max(1, len(kept) // limit)][:limit] if limit else kept
-             for part, kept in split_writers(samples).items()}
+             for part, kept in all_parts.items()}
     nonchars = {part: min(count, limit or count) for part, count in NONCHAR_COUNTS.items()}
     path = Path(cache_dir) / "pen" / f"pen-{_cache_key(files, settings, variants, limit)}.npz"
     if path.exists():
@@ -162,7 +167,7 @@ def prepare_pen(
         partial.rename(path)
     writers = {part: len({s.writer for s in parts[part]}) for part in PARTS}
     source = (
-        f"{', '.join(p.name for p in files)}: {len(samples)} pen-stroke characters of "
+        f"{', '.join(p.name for p in files)}: {sum(map(len, all_parts.values()))} pen-stroke characters of "
         f"{sum(writers.values())} writers, split by writer {writers['train']}/{writers['val']}/"
         f"{writers['test']}; training writers drawn {variants} times with stroke variation"
     )
