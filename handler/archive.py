@@ -2,9 +2,11 @@
 
 ``python -m handler.archive digits letters --models-dir models --model-store model_store``
 
-An archive holds the TorchScript model, the handler and the modules it imports, the model's
-metadata files and a ``model-config.yaml`` rendered from ``config/serving.yaml``. The version
-is the one training wrote into ``model.json``.
+An archive holds the TorchScript model, the same network exported to ONNX (``model.onnx``, for
+``handler.backend: onnxruntime``; :mod:`handler.forward`, checked against the TorchScript model
+before it is packaged), the handler and the modules it imports, the model's metadata files and a
+``model-config.yaml`` rendered from ``config/serving.yaml``. The version is the one training
+wrote into ``model.json``.
 
 Layout, and why: ``torch-model-archiver`` copies the *contents* of each ``--extra-files`` folder
 into the archive's root, and copies ``--handler`` there too. So a staging folder holding a
@@ -26,11 +28,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+
+from handler.forward import ONNX_FILE, OnnxRuntimeModel, check_same, export_onnx
 
 PROJECT = Path(__file__).resolve().parent.parent
 HANDLER_MODULES = (
-    "__init__.py", "confidence.py", "explain.py", "glyph.py", "payload.py", "envelope.py", "recognizer.py", "text.py",
+    "__init__.py", "confidence.py", "explain.py", "forward.py", "glyph.py", "payload.py", "envelope.py", "recognizer.py",
+    "text.py",
 )  # what the worker imports
 METADATA_FILES = ("index_to_name.json", "preprocessing.json", "model.json")
 MODEL_FILE = "model.pt"
@@ -87,10 +93,21 @@ def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, A
         shutil.copy2(PROJECT / "handler" / module, extra / "handler" / module)
     for metadata in METADATA_FILES:
         shutil.copy2(model_dir / metadata, extra / metadata)
+    write_onnx(model_dir, extra / ONNX_FILE)
     run_archiver(
         name, model_version(model_dir), extra / "handler" / "recognizer.py", settings, model_store, stage,
         "--serialized-file", str(model_dir / MODEL_FILE), "--extra-files", str(extra),
     )
+
+
+def write_onnx(model_dir: Path, path: Path) -> None:
+    """``model_dir``'s TorchScript model exported to ONNX at ``path``, after checking that ONNX
+    Runtime gives the same logits on a fixed random batch (raises ``BackendError`` if not)."""
+    size = int(json.loads((model_dir / "preprocessing.json").read_text())["glyph"].get("size", 28))
+    model = torch.jit.load(str(model_dir / MODEL_FILE), map_location="cpu")
+    path.write_bytes(export_onnx(model, size))
+    batch = torch.randn(16, 1, size, size, generator=torch.Generator().manual_seed(0))
+    check_same(OnnxRuntimeModel(path, threads=1), model, batch, f"the ONNX export of {model_dir / MODEL_FILE}")
 
 
 def run_archiver(

@@ -8,6 +8,7 @@ them (``set_response_status`` and friends). Not packaged into the archives.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,14 @@ def worker_context(
         name, str(model_dir), manifest, batch_size=batch_size, gpu=None,
         mms_version=ts.__version__, metrics=metrics, model_yaml_config=model_yaml_config,
     )
+
+
+def unpack_archive(mar: Path, into: Path) -> Path:
+    """``into``, holding what a worker unpacks from the archive ``mar`` (the model's folder:
+    ``model.pt``, ``model.onnx``, the handler, the metadata files)."""
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(into)
+    return into
 
 
 def start_batch(context: Context, requests: int, prefix: str = "request") -> None:

@@ -71,7 +71,7 @@ class Batch:
     probabilities: torch.Tensor | None = None  # ``[n, classes]`` calibrated, set by the inference stage
     accepted: torch.Tensor | None = None  # ``[n]`` bool: is a character (handler/confidence.py)
     segmentations: list[Any] | None = None  # per request: its handler.text.Segmentation or None
-    character_probabilities: torch.Tensor | None = None  # ``[n]`` (handler.confidence.character_probability)
+    logits: torch.Tensor | None = None  # ``[n, outputs]`` the model's outputs, set by the inference stage
 
 
 def parse_request(row: Mapping[str, Any]) -> Request:

@@ -36,6 +36,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handler import envelope, text
 from handler.explain import METHOD, STRIDE, WINDOW, explain, glyph_frame
+from handler.forward import check_same, load_backend
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability, ranking
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph, decode_image, ink_map
 from handler.payload import TEXT, Batch, Request, parse_request
@@ -43,6 +44,8 @@ from handler.payload import TEXT, Batch, Request, parse_request
 logger = logging.getLogger(__name__)
 
 THREADS_ENV = "RECOGNIZER_TORCH_THREADS"  # overrides handler.torch_threads without re-archiving
+BACKEND_ENV = "RECOGNIZER_BACKEND"  # overrides handler.backend without re-archiving
+DEFAULT_BACKEND = "torchscript"
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_CHARACTERS = 32  # mode=text: characters per request (handler.max_characters)
 JSON_TYPE = "application/json"
@@ -81,13 +84,16 @@ class RecognizerHandler(BaseHandler):
     """Canvas image in, ranked labels out; see the module docstring and README's output contract."""
 
     def initialize(self, context: Context) -> None:
-        """Load the TorchScript model and label map (BaseHandler), then the model's preprocessing
-        constants, its version and the handler settings from ``model-config.yaml``."""
+        """Load the TorchScript model and label map (BaseHandler), the model's preprocessing
+        constants, its version and the handler settings from ``model-config.yaml``, then the
+        backend that runs the forward pass (``handler.backend``, :mod:`handler.forward`), held
+        to the TorchScript model's outputs on the warm-up request."""
         settings = (context.model_yaml_config or {}).get("handler") or {}
         keep_repeated_fields()
         # One intra-op thread per worker: on 2 cores, torch's default (all cores in every worker)
         # oversubscribed the CPU and multiplied tail latency by 10.
-        torch.set_num_threads(int(os.environ.get(THREADS_ENV) or settings.get("torch_threads", 1)))
+        threads = int(os.environ.get(THREADS_ENV) or settings.get("torch_threads", 1))
+        torch.set_num_threads(threads)
         super().initialize(context)
 
         model_dir = Path(context.system_properties["model_dir"])
@@ -107,6 +113,9 @@ class RecognizerHandler(BaseHandler):
         # Warm up through the whole pipeline: the first decode loads PIL's plugins and TorchScript
         # optimizes the model on its second run; left cold, the first request took ~190 ms.
         batch = self.preprocess([{"body": stroke_png()}])
+        self.backend = os.environ.get(BACKEND_ENV) or settings.get("backend", DEFAULT_BACKEND)
+        scripted, self.model = self.model, load_backend(self.backend, self.model, model_dir, threads)
+        check_same(self.model, scripted, batch.inputs, f"handler.backend {self.backend}")
         for _ in range(2):
             with torch.inference_mode():
                 outputs = self.model(batch.inputs.to(self.device)).shape[-1]
@@ -115,8 +124,8 @@ class RecognizerHandler(BaseHandler):
         if outputs != expected:
             raise ValueError(f"the model has {outputs} outputs but {len(self.classes)} labels (expected {expected})")
         logger.info(
-            "%s %s ready: %d classes, %d torch threads",
-            context.model_name, self.version, len(self.classes), torch.get_num_threads(),
+            "%s %s ready: %d classes, backend %s, %d threads",
+            context.model_name, self.version, len(self.classes), self.backend, threads,
         )
 
     def handle(self, data: Any, context: Context) -> list[Any]:
@@ -156,12 +165,11 @@ class RecognizerHandler(BaseHandler):
     @timed
     def inference(self, batch: Batch) -> Batch:
         """One forward pass over every glyph of the batch (none: no rows), then the calibrated
-        probabilities, the accepted flags and each glyph's best character's probability
-        (:mod:`handler.confidence`)."""
+        probabilities and the accepted flags (:mod:`handler.confidence`); the logits are kept for
+        what only some requests need (a text request's :func:`character_probability`)."""
         if not batch.glyphs:
-            empty = torch.empty(0)
             return replace(batch, probabilities=torch.empty(0, len(self.classes)),
-                           accepted=torch.empty(0, dtype=torch.bool), character_probabilities=empty)
+                           accepted=torch.empty(0, dtype=torch.bool), logits=torch.empty(0, len(self.classes)))
         with torch.inference_mode():
             outputs = self.model(batch.inputs.to(self.device)).cpu()
         count, temperature = len(self.classes), self.calibration["temperature"]
@@ -169,7 +177,7 @@ class RecognizerHandler(BaseHandler):
             batch,
             probabilities=answered_probabilities(outputs, count, temperature),
             accepted=accepted(outputs, count, self.calibration),
-            character_probabilities=character_probability(outputs, count, temperature),
+            logits=outputs,
         )
 
     @timed
@@ -276,7 +284,8 @@ class RecognizerHandler(BaseHandler):
         pixels. Raises :class:`InputError` when it holds more than ``max_characters``."""
         answered = batch.probabilities[rows]
         labels = [self.classes[i] for i in answered.argmax(dim=1).tolist()]
-        reading = text.read(segmentation, batch.character_probabilities[rows].numpy(), labels,
+        best = character_probability(batch.logits[rows], len(self.classes), self.calibration["temperature"])
+        reading = text.read(segmentation, best.numpy(), labels,
                             max_characters=self.max_characters)
         characters = []
         for chosen in reading.characters:

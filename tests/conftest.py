@@ -35,6 +35,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,16 +83,20 @@ def archive_variant(
 ) -> Path:
     """The model ``name`` of ``models_dir`` archived again into ``store`` as ``target``, exported
     as ``version`` and/or with ``model_file`` as its model.pt; ``work`` holds the copies.
-    Returns the archive's path (for another version of a model, or one that cannot load)."""
+    Returns the archive's path (for another version of a model, or one that cannot load: `make
+    archive` refuses a model.pt it cannot export, so ``model_file`` replaces it after packaging)."""
     model = work / "models" / name
     shutil.copytree(models_dir / name, model)
     if version is not None:
         metadata = json.loads((model / "model.json").read_text())
         (model / "model.json").write_text(json.dumps({**metadata, "version": version}))
-    if model_file is not None:
-        (model / "model.pt").write_bytes(model_file)
     built = build_archive(name, model.parent, work / "store", serving_config(), work / "build")
-    return Path(shutil.copy(built, store / target))
+    if model_file is None:
+        return Path(shutil.copy(built, store / target))
+    with zipfile.ZipFile(built) as original, zipfile.ZipFile(store / target, "w", zipfile.ZIP_DEFLATED) as variant:
+        for entry in original.infolist():
+            variant.writestr(entry, model_file if entry.filename == "model.pt" else original.read(entry))
+    return store / target
 
 
 @contextmanager

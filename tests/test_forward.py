@@ -1,0 +1,116 @@
+"""handler/forward.py: every backend answers what the TorchScript model answers.
+
+``model.pt`` is the model that training exported and the model cards measured; a backend (the
+TorchScript model frozen and optimized, or its ONNX export on ONNX Runtime) only changes how fast
+it runs. These tests hold each backend to ``model.pt``'s logits and labels on real canvases, and
+check the errors a misconfigured backend gives."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.heldout import canvas_pngs, typeset_heldout
+from handler.archive import build_archive
+from handler.forward import BACKENDS, MAX_ABS_DIFF, ONNX_FILE, BackendError, check_same, load_backend
+from handler.inprocess import start_batch, unpack_archive, worker_context
+from handler.recognizer import BACKEND_ENV, RecognizerHandler
+from tests.conftest import serving_config
+
+MODELS = ("digits", "letters", "balanced")
+
+
+@pytest.fixture(scope="module")
+def unpacked(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -> dict[str, Path]:
+    """Each shipped model's folder as a worker unpacks it from the archive `make archive` builds."""
+    root = tmp_path_factory.mktemp("forward")
+    return {
+        name: unpack_archive(build_archive(name, shipped_models, root / "store", serving_config(), root / "build"), root / name)
+        for name in MODELS
+    }
+
+
+def glyph_batch(name: str, model_dir: Path, count: int = 48) -> torch.Tensor:
+    """Standardized glyphs of typeset labels drawn on canvases in every style, as the handler feeds them."""
+    classes = list(json.loads((model_dir / "index_to_name.json").read_text()).values())
+    handler = RecognizerHandler()
+    handler.initialize(worker_context(model_dir, name, {"handler": {"torch_threads": 1, "backend": "torchscript"}}))
+    pngs = [png for png in canvas_pngs(typeset_heldout(name, classes).images, range(count)) if png]
+    return handler.preprocess([{"body": png} for png in pngs]).inputs
+
+
+def test_every_archive_holds_the_onnx_export(unpacked):
+    for name, folder in unpacked.items():
+        assert (folder / ONNX_FILE).stat().st_size > 100_000, name
+        assert (folder / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_each_backend_gives_the_torchscript_models_logits_and_labels(unpacked, name, backend):
+    folder = unpacked[name]
+    model = torch.jit.load(str(folder / "model.pt")).eval()
+    forward = load_backend(backend, torch.jit.load(str(folder / "model.pt")), folder, threads=1)
+    inputs = glyph_batch(name, folder)
+    with torch.no_grad():
+        expected, got = model(inputs), forward(inputs)
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) <= MAX_ABS_DIFF
+    assert torch.equal(got.argmax(dim=1), expected.argmax(dim=1))
+
+
+def test_the_handler_answers_the_same_with_either_backend(unpacked, monkeypatch):
+    folder = unpacked["letters"]
+    pngs = [png for png in canvas_pngs(typeset_heldout("letters", [chr(65 + i) for i in range(26)]).images, range(26)) if png]
+    answers = {}
+    for backend in BACKENDS:
+        monkeypatch.setenv(BACKEND_ENV, backend)
+        context = worker_context(folder, "letters", {"handler": {"torch_threads": 1, "backend": "no such backend"}})
+        handler = RecognizerHandler()
+        handler.initialize(context)  # the variable wins over the (here unusable) setting
+        assert handler.backend == backend
+        start_batch(context, len(pngs))
+        answers[backend] = [json.loads(body) for body in handler.handle([{"body": png} for png in pngs], context)]
+    for torchscript, onnx in zip(answers["torchscript"], answers["onnxruntime"]):
+        assert onnx["label"] == torchscript["label"] and onnx["accepted"] == torchscript["accepted"]
+        assert onnx["confidence"] == pytest.approx(torchscript["confidence"], abs=1e-5)
+
+
+def test_an_unknown_backend_is_refused_with_the_choices(unpacked):
+    folder = unpacked["digits"]
+    with pytest.raises(BackendError, match="unknown handler.backend 'tensorrt': choose one of torchscript, onnxruntime"):
+        load_backend("tensorrt", torch.jit.load(str(folder / "model.pt")), folder, threads=1)
+
+
+def test_a_missing_onnx_file_says_to_package_again(shipped_models):
+    # models/<name> holds what training exported; model.onnx only exists in the archive
+    with pytest.raises(BackendError, match="model.onnx is missing: package the model again with make archive"):
+        load_backend("onnxruntime", torch.jit.load(str(shipped_models / "digits" / "model.pt")), shipped_models / "digits", 1)
+
+
+def test_a_backend_that_answers_differently_is_refused(unpacked):
+    folder = unpacked["digits"]
+    model = torch.jit.load(str(folder / "model.pt")).eval()
+    inputs = torch.zeros(2, 1, 28, 28)
+    check_same(lambda x: model(x) + MAX_ABS_DIFF / 2, model, inputs, "close enough")
+    with pytest.raises(BackendError, match=r"off by one answers differently from model.pt \(logits differ by 1.00e\+00\)"):
+        check_same(lambda x: model(x) + 1.0, model, inputs, "off by one")
+
+
+def test_the_archive_is_refused_when_its_onnx_export_differs(tmp_path, shipped_models, monkeypatch):
+    import handler.archive as archive
+
+    monkeypatch.setattr(archive, "export_onnx", lambda model, size: onnx_of_another_model(shipped_models, size))
+    with pytest.raises(BackendError, match=r"the ONNX export of .*digits/model.pt answers \(16, 27\) logits where model.pt answers \(16, 11\)"):
+        build_archive("digits", shipped_models, tmp_path / "store", serving_config(), tmp_path / "build")
+    assert not (tmp_path / "store" / "digits.mar").exists()
+
+
+def onnx_of_another_model(shipped_models: Path, size: int) -> bytes:
+    from handler.forward import export_onnx
+
+    return export_onnx(torch.jit.load(str(shipped_models / "letters" / "model.pt")), size)
