@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import orjson
 import torch
 from PIL import Image, ImageDraw
 from ts.context import Context
@@ -204,13 +205,13 @@ class RecognizerHandler(BaseHandler):
             self.context.set_response_header(index, "X-Batch-Size", str(len(batch.outcomes)))
             if not isinstance(outcome, InputError):
                 try:
-                    responses.append(json.dumps(answer(outcome, batch, batch.segmentations[index], rows)))
+                    responses.append(to_json(answer(outcome, batch, batch.segmentations[index], rows)))
                     continue
                 except InputError as error:  # mode=text: more characters than allowed, or explained
                     outcome = error
             status = HTTPStatus(outcome.status)
             self.context.set_response_status(status.value, status.phrase, index)
-            responses.append(json.dumps(error_body(outcome)))
+            responses.append(to_json(error_body(outcome)))
         return responses
 
     def answer(
@@ -309,6 +310,12 @@ class RecognizerHandler(BaseHandler):
             "confidence": float(np.prod([c["confidence"] for c in characters])),
             "characters": characters,
         }
+
+
+def to_json(answer: dict[str, Any]) -> str:
+    """An answer as a JSON document, by orjson: a ``balanced`` answer (47 probabilities) took
+    91 us with the standard library's encoder and 8.5 us with orjson (README, "Benchmarks")."""
+    return orjson.dumps(answer).decode()
 
 
 def error_body(error: InputError) -> dict[str, Any]:
