@@ -15,9 +15,10 @@ The pipeline, all pure functions on numpy arrays and PIL images:
    strokes to one width, resize into a fixed box, smooth, centre.
 
 :func:`canvas_to_glyph` (the handler's call) computes exactly ``normalize_glyph(ink_map(...))``
-of the decoded image, but keeps an 8-bit image as its levels and a 256-entry ink table until the
-ink is cropped, so a large canvas is never turned into floats whole
-(``tests/test_bench_glyph.py`` checks that the results are identical, bit for bit).
+of the decoded image, but keeps an 8-bit image as its levels and a 256-entry ink table, so a
+canvas is never turned into floats: the float32 operations on its ink are done once on the 256
+values, as lookup tables (``tests/test_bench_glyph.py`` checks that the results are identical,
+bit for bit).
 
 Everything the user can get wrong raises :class:`InputError` (a ``ValueError``) with a message
 that says what to fix; the handler turns it into an HTTP 4xx.
@@ -25,6 +26,7 @@ that says what to fix; the handler turns it into an HTTP 4xx.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -263,16 +265,20 @@ def measure_stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _morph3(image: np.ndarray, grow: bool) -> np.ndarray:
-    """One 3x3 dilation (``grow``) or erosion, separable, on a 2-D array; a window that crosses
-    the edge sees only the pixels inside (as with the edge replicated), in place on copies."""
-    pick = np.maximum if grow else np.minimum
+def _morph(image: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` 3x3 dilations (``steps`` > 0) or ``-steps`` erosions of a 2-D array, as one
+    dilation or erosion by a (2 |steps| + 1)-pixel square, separable; a window that crosses the
+    edge sees only the pixels inside (as with the edge replicated), so repeated 3x3 windows and
+    the one large window pick from the same pixels. In place on copies."""
+    pick = np.maximum if steps > 0 else np.minimum
     rows = image.copy()
-    pick(rows[1:], image[:-1], out=rows[1:])
-    pick(rows[:-1], image[1:], out=rows[:-1])
+    for shift in range(1, abs(steps) + 1):
+        pick(rows[shift:], image[:-shift], out=rows[shift:])
+        pick(rows[:-shift], image[shift:], out=rows[:-shift])
     both = rows.copy()
-    pick(both[:, 1:], rows[:, :-1], out=both[:, 1:])
-    pick(both[:, :-1], rows[:, 1:], out=both[:, :-1])
+    for shift in range(1, abs(steps) + 1):
+        pick(both[:, shift:], rows[:, :-shift], out=both[:, shift:])
+        pick(both[:, :-shift], rows[:, shift:], out=both[:, :-shift])
     return both
 
 
@@ -287,9 +293,7 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     steps = int(round((target - width) / 2.0))  # each 3x3 step changes the width by 2
     steps = max(-settings.max_stroke_steps, min(settings.max_stroke_steps, steps))
     steps = max(steps, -int((width - 2.0) // 2.0))  # never erode a stroke away entirely
-    for _ in range(abs(steps)):
-        work = _morph3(work, grow=steps > 0)
-    return work
+    return _morph(work, steps) if steps else work
 
 
 BLANK = "the drawing is blank: draw a character with a visible stroke"
@@ -375,8 +379,9 @@ def _canvas_glyph(
     values: np.ndarray, table: np.ndarray, settings: GlyphSettings, maybe_photo: bool
 ) -> np.ndarray | None:
     """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`) of a
-    canvas, with the same result when the canvas holds enough ink for it, but only the cropped ink
-    is ever made into floats, and blank is decided by :func:`_drawing_box`. ``None`` when the
+    canvas, with the same result when the canvas holds enough ink for it, but no pixel is made
+    into a float (the ink's float32 cleaning is done on the 256 values), and blank is decided by
+    :func:`_drawing_box`. ``None`` when the
     image ``maybe_photo`` and the ink found is not a drawing on a canvas (:func:`_is_canvas`)."""
     peak = float(max(table[values.min()], table[values.max()]))
     _check_contrast(peak, settings)
@@ -431,17 +436,25 @@ def _glyph_of_levels(crop: np.ndarray, settings: GlyphSettings) -> np.ndarray:
         glyph = glyph.filter(ImageFilter.GaussianBlur(settings.blur_radius))
     glyph = np.asarray(glyph)
 
-    # The glyph's levels as float32 in [0, 1], scaled so the strongest is 1 and rounded to 8-bit
-    # levels: training stores its normalized images as uint8, so the handler must hand the model
-    # the same levels, not values a rounding away from them. The float32 operations are done on
-    # the 256 levels, then looked up for each pixel.
-    strongest = glyph.max()
-    levels = LEVELS / LEVELS[strongest] if strongest > 0 else LEVELS
-    levels = np.floor(levels * 255.0 + 0.5) / 255.0
     out = np.zeros((settings.size, settings.size), dtype=np.float32)
     offset = (settings.size - settings.box) // 2
-    out[offset : offset + settings.box, offset : offset + settings.box] = np.take(levels, glyph)
+    out[offset : offset + settings.box, offset : offset + settings.box] = np.take(
+        _output_levels(int(glyph.max())), glyph
+    )
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _output_levels(strongest: int) -> np.ndarray:
+    """What each 8-bit level of a glyph whose strongest level is ``strongest`` becomes in the
+    output (float32, read-only): scaled so the strongest is 1 and rounded to 8-bit levels k / 255.
+    Training stores its normalized images as uint8, so the handler must hand the model the same
+    levels, not values a rounding away from them. The float32 operations (level / strongest, then
+    floor(x * 255 + 0.5) / 255) are those of each pixel, done once on the 256 levels."""
+    levels = LEVELS / LEVELS[strongest] if strongest > 0 else LEVELS
+    levels = np.floor(levels * 255.0 + 0.5) / 255.0
+    levels.flags.writeable = False
+    return levels
 
 
 def canvas_ink(
@@ -548,8 +561,8 @@ def canvas_to_glyph(
     A canvas (a flat background, :func:`_ink_levels` and :func:`_is_canvas`, or any image under
     :data:`MIN_PHOTO_SIDE` pixels a side) gives
     ``normalize_glyph(ink_map(decode_image(data, limits)), settings)``, bit for bit, whenever
-    that has ink enough; an 8-bit image stays 8-bit until it is cropped to its ink (a third of the
-    work on a canvas), and a drawing with few ink pixels on a large canvas is read when one stroke
+    that has ink enough; an 8-bit image stays 8-bit (its ink's float operations are done on its
+    256 values), and a drawing with few ink pixels on a large canvas is read when one stroke
     is long enough. Anything else is read as a photo of paper (:func:`_photo_glyph`).
 
     Raises :class:`InputError` for undecodable images, :class:`BlankImageError` when there is no
