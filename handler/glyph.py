@@ -303,8 +303,8 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns holding the ``True`` pixels of a 2-D boolean mask that has some."""
     width = mask.shape[1]
     # The first and last True in reading order give the rows: argmax of booleans stops at the
-    # first, and bytes.rfind searches from the end (NumPy has no backward search), both far
-    # cheaper than reducing every row.
+    # first, and bytes.rfind searches a copy from the end (NumPy has no backward search), both
+    # far cheaper than reducing every row.
     first = int(np.argmax(mask))
     last = mask.tobytes().rfind(1)
     cols = np.flatnonzero(mask[first // width : last // width + 1].any(axis=0))  # ink only in those rows
@@ -380,9 +380,9 @@ def _canvas_glyph(
 ) -> np.ndarray | None:
     """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`) of a
     canvas, with the same result when the canvas holds enough ink for it, but no pixel is made
-    into a float (the ink's float32 cleaning is done on the 256 values), and blank is decided by
-    :func:`_drawing_box`. ``None`` when the
-    image ``maybe_photo`` and the ink found is not a drawing on a canvas (:func:`_is_canvas`)."""
+    into a float before the output (the ink's float32 cleaning is done on the 256 values), and
+    blank is decided by :func:`_drawing_box`. ``None`` when the image ``maybe_photo`` and the ink
+    found is not a drawing on a canvas (:func:`_is_canvas`)."""
     peak = float(max(table[values.min()], table[values.max()]))
     _check_contrast(peak, settings)
     # The values that are ink: since the table is monotone or falls then rises, the faint ones
