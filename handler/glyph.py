@@ -15,9 +15,10 @@ The pipeline, all pure functions on numpy arrays and PIL images:
    strokes to one width, resize into a fixed box, smooth, centre.
 
 :func:`canvas_to_glyph` (the handler's call) computes exactly ``normalize_glyph(ink_map(...))``
-of the decoded image, but keeps an 8-bit image as its levels and a 256-entry ink table until the
-ink is cropped, so a large canvas is never turned into floats whole
-(``tests/test_bench_glyph.py`` checks that the results are identical, bit for bit).
+of the decoded image, but keeps an 8-bit image as its levels and a 256-entry ink table, so a
+canvas is never turned into floats: the float32 operations on its ink are done once on the 256
+values, as lookup tables (``tests/test_bench_glyph.py`` checks that the results are identical,
+bit for bit).
 
 Everything the user can get wrong raises :class:`InputError` (a ``ValueError``) with a message
 that says what to fix; the handler turns it into an HTTP 4xx.
@@ -25,6 +26,7 @@ that says what to fix; the handler turns it into an HTTP 4xx.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -149,9 +151,25 @@ STROKE_EXTENT = 0.02  # a stroke this long (share of the image's longer side) is
 MIN_STROKE = 8  # ... and at least this many pixels long; anything smaller is a speck
 
 
+def _border_counts(values: np.ndarray) -> np.ndarray:
+    """How many pixels along the border of an 8-bit image have each of the 256 values."""
+    return np.bincount(_border(values), minlength=256)
+
+
+def _median_level(counts: np.ndarray) -> np.float32:
+    """``np.median(LEVELS[values])``, bit for bit, of the 8-bit values counted in ``counts``: the
+    middle level, or for an even count the float32 mean of the two middle ones, as NumPy computes
+    it. Found in the histogram because sorting a border's floats costs more than all the rest of
+    the border's work on each request."""
+    cumulative = np.cumsum(counts)
+    size = int(cumulative[-1])
+    lower, upper = np.searchsorted(cumulative, [(size - 1) // 2, size // 2], side="right")
+    return (LEVELS[lower] + LEVELS[upper]) / np.float32(2)
+
+
 def _background_alpha(alpha: np.ndarray) -> float:
     """The opacity of the image's background (``alpha`` 8-bit): the median along its border."""
-    return float(np.median(LEVELS[_border(alpha)]))
+    return float(_median_level(_border_counts(alpha)))
 
 
 def _composite(rgba: Image.Image, backdrop: int) -> Image.Image:
@@ -196,7 +214,9 @@ def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | Non
     """
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"))
+        # The raw encoder packs the alpha band straight into bytes: a third of the time of
+        # getchannel("A") and np.asarray, which copies the channel twice.
+        alpha = np.frombuffer(rgba.tobytes("raw", "A"), dtype=np.uint8).reshape(rgba.height, rgba.width)
         opacity = _background_alpha(alpha)
         if opacity < TRANSPARENT_BACKGROUND:
             return alpha, LEVELS, True
@@ -204,10 +224,12 @@ def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | Non
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         return None
     grey = np.asarray(image if image.mode == "L" else image.convert("L"))
-    border = LEVELS[_border(grey)]
-    median = np.median(border)
+    counts = _border_counts(grey)
+    median = _median_level(counts)
     table = np.abs(LEVELS - median)
-    flat = np.count_nonzero(np.abs(border - median) < 0.5 / 255) >= FLAT_BORDER * border.size
+    # The border pixels within half a level of the median, counted per value: |level - median|
+    # of each border pixel is the table's entry for its value.
+    flat = counts[table < 0.5 / 255].sum() >= FLAT_BORDER * counts.sum()
     return grey, table, bool(flat)
 
 
@@ -243,16 +265,20 @@ def measure_stroke_width(mask: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _morph3(image: np.ndarray, grow: bool) -> np.ndarray:
-    """One 3x3 dilation (``grow``) or erosion, separable, on a 2-D array; a window that crosses
-    the edge sees only the pixels inside (as with the edge replicated), in place on copies."""
-    pick = np.maximum if grow else np.minimum
+def _morph(image: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` 3x3 dilations (``steps`` > 0) or ``-steps`` erosions of a 2-D array, as one
+    dilation or erosion by a (2 |steps| + 1)-pixel square, separable; a window that crosses the
+    edge sees only the pixels inside (as with the edge replicated), so repeated 3x3 windows and
+    the one large window pick from the same pixels. In place on copies."""
+    pick = np.maximum if steps > 0 else np.minimum
     rows = image.copy()
-    pick(rows[1:], image[:-1], out=rows[1:])
-    pick(rows[:-1], image[1:], out=rows[:-1])
+    for shift in range(1, abs(steps) + 1):
+        pick(rows[shift:], image[:-shift], out=rows[shift:])
+        pick(rows[:-shift], image[shift:], out=rows[:-shift])
     both = rows.copy()
-    pick(both[:, 1:], rows[:, :-1], out=both[:, 1:])
-    pick(both[:, :-1], rows[:, 1:], out=both[:, :-1])
+    for shift in range(1, abs(steps) + 1):
+        pick(both[:, shift:], rows[:, :-shift], out=both[:, shift:])
+        pick(both[:, :-shift], rows[:, shift:], out=both[:, :-shift])
     return both
 
 
@@ -267,19 +293,22 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     steps = int(round((target - width) / 2.0))  # each 3x3 step changes the width by 2
     steps = max(-settings.max_stroke_steps, min(settings.max_stroke_steps, steps))
     steps = max(steps, -int((width - 2.0) // 2.0))  # never erode a stroke away entirely
-    for _ in range(abs(steps)):
-        work = _morph3(work, grow=steps > 0)
-    return work
+    return _morph(work, steps) if steps else work
 
 
 BLANK = "the drawing is blank: draw a character with a visible stroke"
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
-    """The rows and columns holding the ``True`` pixels of a 2-D mask that has some."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))  # ink only in those rows
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    """The rows and columns holding the ``True`` pixels of a 2-D boolean mask that has some."""
+    width = mask.shape[1]
+    # The first and last True in reading order give the rows: argmax of booleans stops at the
+    # first, and bytes.rfind searches a copy from the end (NumPy has no backward search), both
+    # far cheaper than reducing every row.
+    first = int(np.argmax(mask))
+    last = mask.tobytes().rfind(1)
+    cols = np.flatnonzero(mask[first // width : last // width + 1].any(axis=0))  # ink only in those rows
+    return slice(first // width, last // width + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _ink_box(mask: np.ndarray, settings: GlyphSettings) -> tuple[slice, slice]:
@@ -350,59 +379,82 @@ def _canvas_glyph(
     values: np.ndarray, table: np.ndarray, settings: GlyphSettings, maybe_photo: bool
 ) -> np.ndarray | None:
     """:func:`normalize_glyph` of the ink map ``table[values]`` (see :func:`_ink_levels`) of a
-    canvas, with the same result when the canvas holds enough ink for it, but only the cropped ink
-    is ever made into floats, and blank is decided by :func:`_drawing_box`. ``None`` when the
-    image ``maybe_photo`` and the ink found is not a drawing on a canvas (:func:`_is_canvas`)."""
+    canvas, with the same result when the canvas holds enough ink for it, but no pixel is made
+    into a float before the output (the ink's float32 cleaning is done on the 256 values), and
+    blank is decided by :func:`_drawing_box`. ``None`` when the image ``maybe_photo`` and the ink
+    found is not a drawing on a canvas (:func:`_is_canvas`)."""
     peak = float(max(table[values.min()], table[values.max()]))
     _check_contrast(peak, settings)
     # The values that are ink: since the table is monotone or falls then rises, the faint ones
     # are one run [low, high] and two comparisons find the ink without a lookup per pixel.
     faint = np.flatnonzero(~(table > settings.noise_floor * peak))
     low, high = int(faint[0]), int(faint[-1])
-    mask = (values < low) | (values > high)
+    # On a light (dark) background the faint values run up to 255 (down from 0): one comparison.
+    if high == 255:
+        mask = values < low
+    elif low == 0:
+        mask = values > high
+    else:
+        mask = (values < low) | (values > high)
     count = int(np.count_nonzero(mask))
     if maybe_photo and not _is_canvas(mask, count):
         return None
     box = _drawing_box(mask, count, settings)
-    return _glyph(np.take(table, values[box]), peak, settings)
+    # Each value's 8-bit level in the glyph's frame is computed once, on the 256 values, with the
+    # very operations :func:`_glyph` applies to each pixel of a float crop.
+    return _glyph_of_levels(np.take(_work_levels(table, peak, settings), values[box]), settings)
+
+
+def _work_levels(ink: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray:
+    """Ink (float32) as the 8-bit levels the glyph is made from: cleaned (:func:`_clean_ink`)
+    and rounded."""
+    return np.uint8(_clean_ink(ink, peak, settings) * 255.0 + 0.5)
 
 
 def _glyph(crop: np.ndarray, peak: float, settings: GlyphSettings) -> np.ndarray:
     """The glyph from the ink cropped to its bounding box (``peak``: the strongest ink)."""
     # Only the crop is cleaned: on a large canvas most pixels are background.
-    crop = _clean_ink(crop, peak, settings)
+    return _glyph_of_levels(_work_levels(crop, peak, settings), settings)
 
+
+def _glyph_of_levels(crop: np.ndarray, settings: GlyphSettings) -> np.ndarray:
+    """The glyph from the cleaned ink of its bounding box as 8-bit levels (:func:`_work_levels`)."""
     # Square frame around the crop, so scaling keeps the aspect ratio.
     height, width = crop.shape
     side = max(height, width)
-    square = np.zeros((side, side), dtype=np.float32)
+    square = np.zeros((side, side), dtype=np.uint8)
     top, left = (side - height) // 2, (side - width) // 2
     square[top : top + height, left : left + width] = crop
 
     # Strokes are measured and evened at a working resolution, then scaled to the box.
     work_side = settings.box * settings.work_scale
-    work = np.asarray(
-        Image.fromarray(np.uint8(square * 255.0 + 0.5)).resize(
-            (work_side, work_side), Image.BILINEAR
-        )
-    )
+    work = np.asarray(Image.fromarray(square).resize((work_side, work_side), Image.BILINEAR))
     if settings.stroke_width > 0:
         work = _even_strokes(work, settings)
     glyph = Image.fromarray(work).resize((settings.box, settings.box), Image.BILINEAR)
     if settings.blur_radius > 0:
         glyph = glyph.filter(ImageFilter.GaussianBlur(settings.blur_radius))
+    glyph = np.asarray(glyph)
 
     out = np.zeros((settings.size, settings.size), dtype=np.float32)
     offset = (settings.size - settings.box) // 2
-    out[offset : offset + settings.box, offset : offset + settings.box] = (
-        np.asarray(glyph, dtype=np.float32) / 255.0
+    out[offset : offset + settings.box, offset : offset + settings.box] = np.take(
+        _output_levels(int(glyph.max())), glyph
     )
-    peak = float(out.max())
-    if peak > 0:
-        out /= peak
-    # 8-bit levels: training stores its normalized images as uint8, so the handler must hand the
-    # model the same levels, not values a rounding away from them.
-    return np.floor(out * 255.0 + 0.5) / 255.0
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _output_levels(strongest: int) -> np.ndarray:
+    """What each 8-bit level of a glyph whose strongest level is ``strongest`` becomes in the
+    output (float32, read-only): scaled so the strongest is 1 and rounded to 8-bit levels k / 255.
+    Training stores its normalized images as uint8, so the handler must hand the model the same
+    levels, not values a rounding away from them. The float32 operations (level / strongest, then
+    floor(x * 255 + 0.5) / 255) are those of each pixel, done once on the 256 levels."""
+    levels = LEVELS / LEVELS[strongest] if strongest > 0 else LEVELS
+    levels = np.floor(levels * 255.0 + 0.5) / 255.0
+    levels.flags.writeable = False
+    return levels
 
 
 def canvas_ink(
@@ -509,8 +561,8 @@ def canvas_to_glyph(
     A canvas (a flat background, :func:`_ink_levels` and :func:`_is_canvas`, or any image under
     :data:`MIN_PHOTO_SIDE` pixels a side) gives
     ``normalize_glyph(ink_map(decode_image(data, limits)), settings)``, bit for bit, whenever
-    that has ink enough; an 8-bit image stays 8-bit until it is cropped to its ink (a third of the
-    work on a canvas), and a drawing with few ink pixels on a large canvas is read when one stroke
+    that has ink enough; an 8-bit image stays 8-bit (its ink's float operations are done on its
+    256 values), and a drawing with few ink pixels on a large canvas is read when one stroke
     is long enough. Anything else is read as a photo of paper (:func:`_photo_glyph`).
 
     Raises :class:`InputError` for undecodable images, :class:`BlankImageError` when there is no
