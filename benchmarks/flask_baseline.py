@@ -45,6 +45,7 @@ from handler.recognizer import DEFAULT_TOP_K, error_body
 from handler.server import free_ports
 
 PROJECT = Path(__file__).resolve().parent.parent
+FLASK = "flask"  # its name among the benchmark's load targets
 
 
 @dataclass(frozen=True)
