@@ -82,7 +82,7 @@ def _stage_row(label: str, figures: dict[str, Any]) -> list[Any]:
     return [
         label, figures["canvases"], *(f"{figures[stage]['median_ms']:.3f}" for stage in STAGES),
         f"{figures['stages_sum']['median_ms']:.3f}", f"**{whole['median_ms']:.3f}**",
-        f"{whole['mean_ms']:.3f} ({low:.3f}-{high:.3f})",
+        f"{whole['mean_ms']:.3f}", f"{low:.3f}-{high:.3f}",
     ]
 
 
@@ -97,9 +97,11 @@ def handler(results: dict[str, Any]) -> list[str]:
             f"({requests['mean_png_bytes']} bytes on average; the three styles in turn), one request at a time, "
             f"{cost['torch_threads']} torch thread, {requests['repeats']} passes; each canvas's median pass, then "
             "the median over the canvases (ms). Each stage is timed alone on the same canvases in the same passes "
-            "as the whole request (`handle`), so the sum of the stages and the whole request should agree; the "
-            "last column is the mean over the canvases, with the min-max over passes.", ""]
-    table = _table(["canvases", "n", *STAGES, "sum of stages", "whole request", "whole, mean (min-max)"], rows)
+            "as the whole request (`handle`), so the sum of the stages and the whole request should agree. The "
+            "last columns: the whole request's mean over the canvases (of each canvas's median pass), and the "
+            "min-max over passes of its plain mean (every timing, outliers included).", ""]
+    table = _table(["canvases", "n", *STAGES, "sum of stages", "whole request", "whole, mean",
+                    "whole, pass means min-max"], rows)
     forward_rows = [
         [name, size, f"{figures['ms_per_batch']:.3f}", f"{figures['ms_per_image']:.3f}", figures["images_per_s"]]
         for name, batches in cost["forward_batches"].items() for size, figures in batches.items()
