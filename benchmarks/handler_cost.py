@@ -4,17 +4,17 @@ The handler is built the way a TorchServe worker builds it (:class:`ts.context.C
 model's folder, its ``handler:`` settings from ``config/serving.yaml`` and TorchServe's metrics
 cache), so every figure is the handler's own code path:
 
-- preprocessing: ``RecognizerHandler.preprocess`` of one request (payload parsing, PNG decoding,
-  :func:`handler.glyph.canvas_to_glyph`, the model's input tensor), by image mode, and two of its
-  stages alone (``decode_image``; ``canvas_to_glyph``, decoding included) to show where the time
-  goes;
-- the forward pass (``RecognizerHandler.inference``: the model and its softmax) for batches of
-  1, 8 and 32;
-- one whole request through ``RecognizerHandler.handle`` (preprocess, forward, JSON answer);
-- one whole ``mode=text`` request reading an 8-digit number (segmentation, every candidate
-  character in one forward pass, the choice among segmentations, the JSON answer).
-
-Each figure is the median of several passes over the same canvases, with the min-max spread.
+- :func:`request_stages`: one request at a time (batch 1), each held-out canvas through each
+  stage of a request and then through the whole request (``RecognizerHandler.handle``: what a
+  worker spends on it, TorchServe aside), in the same passes: decode
+  (:func:`handler.glyph.decode_image`), normalize (the handler's ``preprocess`` of a one-request
+  batch minus the decoding), forward (``inference`` of that batch: the model and its softmax),
+  postprocess (``postprocess`` of that batch: the JSON answer). Each canvas's figure is its median
+  over the passes; each group (all canvases, a canvas style, an image mode, a model) reports the
+  median and the mean over its canvases, and the sum of the stages beside the whole request;
+- :func:`forward` for batches of 1, 8 and 32 (what batching would save in the model);
+- :func:`text_request`: one whole ``mode=text`` request reading an 8-digit number (segmentation,
+  every candidate character in one forward pass, the choice among segmentations, the JSON answer).
 """
 
 from __future__ import annotations
@@ -23,16 +23,19 @@ import base64
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from handler.archive import model_config
-from handler.glyph import canvas_to_glyph, decode_image
+from handler.glyph import decode_image
 from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler
 
+STAGES = ("decode", "normalize", "forward", "postprocess")
 def worker_handler(model_dir: Path, name: str, serving_config: dict[str, Any], batch_size: int = 32) -> RecognizerHandler:
     """A :class:`RecognizerHandler` initialized as a TorchServe worker initializes it."""
     context = worker_context(model_dir, name, model_config(serving_config, name), batch_size)
@@ -58,29 +61,90 @@ def _per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int)
     }
 
 
-def preprocessing(handler: RecognizerHandler, canvases: list[bytes], repeats: int) -> dict[str, Any]:
-    """Per canvas: the handler's whole preprocess of a one-request batch, also by image mode
-    (transparent canvases are RGBA: four times the pixels to inflate), and each stage."""
-    settings, limits = handler.glyph_settings, handler.limits
-    images = [decode_image(png, limits) for png in canvases]
-    by_mode: dict[str, list[bytes]] = {}
-    for png, image in zip(canvases, images):
-        by_mode.setdefault(image.mode, []).append(png)
+@dataclass(frozen=True)
+class Canvas:
+    """A held-out canvas PNG, the model whose test image it shows and its style
+    (:data:`training.canvas.CANVAS_STYLES`)."""
 
-    def preprocess(png: bytes) -> None:
-        handler.preprocess([{"body": png}])
+    model: str
+    style: str
+    png: bytes
 
+
+def _stage_times(handler: RecognizerHandler, png: bytes) -> dict[str, float]:
+    """Seconds of each stage of one request, and of the whole request, on ``png``."""
+    context = handler.context
+    start = time.perf_counter()
+    decode_image(png, handler.limits)
+    decoded = time.perf_counter()
+    batch = handler.preprocess([{"body": png}])
+    preprocessed = time.perf_counter()
+    batch = handler.inference(batch)
+    inferred = time.perf_counter()
+    start_batch(context, 1, "bench")  # the worker's part: a response slot for the answer
+    answered = time.perf_counter()
+    handler.postprocess(batch)
+    postprocessed = time.perf_counter()
+    start_batch(context, 1, "bench")
+    whole = time.perf_counter()
+    handler.handle([{"body": png}], context)
+    done = time.perf_counter()
+    return {
+        "decode": decoded - start,
+        "normalize": (preprocessed - decoded) - (decoded - start),  # preprocess decodes too
+        "forward": inferred - preprocessed,
+        "postprocess": postprocessed - answered,
+        "whole": done - whole,
+    }
+
+
+def _group(times: dict[str, np.ndarray], members: np.ndarray) -> dict[str, Any]:
+    """The figures of the canvases ``members`` (bool mask) from ``times`` (stage -> seconds
+    [passes, canvases]): per stage, the median and the mean over the canvases of each canvas's
+    median pass (ms), and the min-max over passes of the mean; the stages' sums beside the whole."""
+    figures: dict[str, Any] = {"canvases": int(members.sum())}
+    for stage, seconds in times.items():
+        per_canvas = np.median(seconds[:, members], axis=0) * 1000.0
+        pass_means = seconds[:, members].mean(axis=1) * 1000.0
+        figures[stage] = {
+            "median_ms": round(float(np.median(per_canvas)), 4),
+            "mean_ms": round(float(per_canvas.mean()), 4),
+            "pass_mean_spread_ms": [round(float(pass_means.min()), 4), round(float(pass_means.max()), 4)],
+        }
+    figures["stages_sum"] = {
+        average: round(sum(figures[stage][average] for stage in STAGES), 4) for average in ("median_ms", "mean_ms")
+    }
+    return figures
+
+
+def request_stages(handlers: dict[str, RecognizerHandler], canvases: list[Canvas], repeats: int) -> dict[str, Any]:
+    """One request at a time, ``repeats`` passes over ``canvases`` (each sent to its model's
+    handler), every stage and the whole request timed on each canvas in every pass: the figures
+    (:func:`_group`) of all canvases, of each canvas style, image mode (``L``, ``RGBA``) and model,
+    and of each model's canvases of each style."""
+    times = {stage: np.zeros((repeats, len(canvases))) for stage in (*STAGES, "whole")}
+    for index in range(repeats):
+        for column, canvas in enumerate(canvases):
+            for stage, seconds in _stage_times(handlers[canvas.model], canvas.png).items():
+                times[stage][index, column] = seconds
+    models = np.array([canvas.model for canvas in canvases])
+    styles = np.array([canvas.style for canvas in canvases])
+    decoded = [decode_image(canvas.png) for canvas in canvases]
+    modes = np.array([image.mode for image in decoded])
     return {
         "canvases": len(canvases),
-        "canvas_side": images[0].size[0],
-        "mean_png_bytes": round(sum(map(len, canvases)) / len(canvases)),
-        "preprocess": _per_item_ms(preprocess, canvases, repeats),
-        "preprocess_by_mode": {
-            mode: {"canvases": len(pngs), **_per_item_ms(preprocess, pngs, repeats)} for mode, pngs in sorted(by_mode.items())
-        },
-        "stages": {
-            "decode_image": _per_item_ms(lambda png: decode_image(png, limits), canvases, repeats),
-            "canvas_to_glyph": _per_item_ms(lambda png: canvas_to_glyph(png, settings, limits), canvases, repeats),
+        "repeats": repeats,
+        "canvas_side": decoded[0].size[0],
+        "mean_png_bytes": round(sum(len(canvas.png) for canvas in canvases) / len(canvases)),
+        "all": _group(times, np.ones(len(canvases), dtype=bool)),
+        "by_style": {style: _group(times, styles == style) for style in dict.fromkeys(styles)},
+        "by_mode": {mode: _group(times, modes == mode) for mode in sorted(set(modes))},
+        "by_model": {
+            name: {
+                "all": _group(times, models == name),
+                **{style: _group(times, (models == name) & (styles == style)) for style in dict.fromkeys(styles)},
+            }
+            for name in dict.fromkeys(models)
         },
     }
 
@@ -109,38 +173,23 @@ def forward(
     return figures
 
 
-def whole_request(handler: RecognizerHandler, canvases: list[bytes], repeats: int) -> dict[str, Any]:
-    """One request at a time through ``handle``: what a worker spends on it, TorchServe aside."""
-
-    def handle(png: bytes) -> None:
-        start_batch(handler.context, 1, "bench")
-        handler.handle([{"body": png}], handler.context)
-
-    return _per_item_ms(handle, canvases, repeats)
-
-
 def measure(
     handlers: dict[str, RecognizerHandler],
-    canvases: dict[str, list[bytes]],
+    canvases: list[Canvas],
     repeats: int,
     batch_sizes: Sequence[int],
     forward_seconds: float,
 ) -> dict[str, Any]:
-    """Every figure for each model's handler (:func:`worker_handler`) on its own canvases, and the
-    preprocessing of all canvases together (what ``preprocess_ms_per_image`` reports)."""
-    every_canvas = [png for name in handlers for png in canvases[name]]
-    first = next(iter(handlers.values()))  # the glyph settings are shared; any model's handler will do
-    result: dict[str, Any] = {
+    """:func:`request_stages` over every model's canvases, and :func:`forward` for each model's
+    handler on its own canvases."""
+    return {
         "torch_threads": torch.get_num_threads(),
-        "all_canvases": preprocessing(first, every_canvas, repeats),
-        "models": {},
+        "requests": request_stages(handlers, canvases, repeats),
+        "forward_batches": {
+            name: forward(handler, [c.png for c in canvases if c.model == name], batch_sizes, forward_seconds)
+            for name, handler in handlers.items()
+        },
     }
-    for name, handler in handlers.items():
-        result["models"][name] = {
-            "forward": forward(handler, canvases[name], batch_sizes, forward_seconds),
-            "whole_request": whole_request(handler, canvases[name], repeats),
-        }
-    return result
 
 
 def text_request(handler: RecognizerHandler, numbers: list[tuple[str, bytes]], repeats: int) -> dict[str, Any]:

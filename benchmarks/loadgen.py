@@ -22,17 +22,19 @@ BATCH_HEADER = "x-batch-size"  # how many requests shared the forward pass (the 
 
 @dataclass(frozen=True)
 class Target:
-    """Where requests go: ``POST {path}`` on an inference URL, with the inference key."""
+    """Where requests go: ``POST {path}`` on an inference URL, with the inference key (``None``:
+    no ``Authorization`` header, for a server without token auth such as the Flask baseline)."""
 
     url: str  # e.g. http://127.0.0.1:8080
     path: str  # e.g. /predictions/digits
-    key: str
+    key: str | None = None
 
     def encode(self, body: bytes) -> bytes:
         """One complete raw-body request, as ``curl -T drawing.png`` sends it."""
         netloc = urlsplit(self.url).netloc
+        auth = f"Authorization: Bearer {self.key}\r\n" if self.key is not None else ""
         head = (
-            f"POST {self.path} HTTP/1.1\r\nHost: {netloc}\r\nAuthorization: Bearer {self.key}\r\n"
+            f"POST {self.path} HTTP/1.1\r\nHost: {netloc}\r\n{auth}"
             f"Content-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode("ascii") + body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class ServingProfile:
 
     cold_starts: int
     canvases_per_model: int
+    flask_model: str  # the model the plain Flask baseline serves, measured on that model's canvases
     load: LoadProfile
 
 
@@ -84,6 +86,7 @@ class Profile:
             serving=ServingProfile(
                 cold_starts=serving.pop("cold_starts"),
                 canvases_per_model=serving.pop("canvases_per_model"),
+                flask_model=serving.pop("flask_model"),
                 load=_build(LoadProfile, serving),
             ),
             sweep=SweepProfile(
@@ -97,9 +100,12 @@ class Profile:
         )
 
 
+COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
 @dataclass(frozen=True)
 class Goal:
-    """A bound on a headline figure, written ``">= 0.9"`` or ``"<= 1.2"``."""
+    """A bound on a headline figure, written ``">= 0.9"``, ``"<= 1.2"`` or strictly (``"< 1"``)."""
 
     comparison: str
     bound: float
@@ -107,12 +113,12 @@ class Goal:
     @classmethod
     def parse(cls, text: str) -> "Goal":
         comparison, bound = text.split()
-        if comparison not in (">=", "<="):
-            raise ValueError(f"a goal is '>= number' or '<= number', not {text!r}")
+        if comparison not in COMPARISONS:
+            raise ValueError(f"a goal is a comparison ({', '.join(COMPARISONS)}) and a number, not {text!r}")
         return cls(comparison, float(bound))
 
     def met(self, value: float) -> bool:
-        return value >= self.bound if self.comparison == ">=" else value <= self.bound
+        return COMPARISONS[self.comparison](value, self.bound)
 
     def __str__(self) -> str:
         return f"{self.comparison} {self.bound:g}"

@@ -13,6 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.flask_baseline import FLASK
+from benchmarks.handler_cost import STAGES
+
 BEGIN = "<!-- benchmark results: written by make bench from benchmarks/results/latest.json -->"
 END = "<!-- end of benchmark results -->"
 
@@ -40,16 +43,18 @@ def serving(results: dict[str, Any]) -> list[str]:
     for concurrency, by_target in results["serving"]["load"].items():
         for name, figures in by_target.items():
             ratios = figures.get("ratio_to_baseline")
+            flask = figures.get(f"ratio_to_{FLASK}")
             rows.append([
                 concurrency[1:], name, _spread(figures, "rps"), _spread(figures, "p50_ms", 2),
                 f"{figures['p90_ms']:.2f}", f"{figures['p99_ms']:.2f}", figures["errors"],
                 f"{ratios['rps']:.2f}" if ratios else "1", f"{ratios['p50_ms']:.2f}" if ratios else "1",
                 f"{ratios['p99_ms']:.2f}" if ratios else "1",
+                f"{flask['rps']:.2f}" if flask else "", f"{flask['p99_ms']:.2f}" if flask else "",
                 f"{100 * figures['client_cpu_share']:.0f}%",
             ])
     return _table(
-        ["concurrency", "model", "req/s (min-max)", "p50 ms (min-max)", "p90 ms", "p99 ms", "errors",
-         "req/s ratio", "p50 ratio", "p99 ratio", "load generator CPU"],
+        ["concurrency", "target", "req/s (min-max)", "p50 ms (min-max)", "p90 ms", "p99 ms", "errors",
+         "req/s / no-op", "p50 / no-op", "p99 / no-op", "req/s / Flask", "p99 / Flask", "load generator CPU"],
         rows,
     )
 
@@ -71,29 +76,44 @@ def sweep(results: dict[str, Any]) -> list[str]:
     )
 
 
+def _stage_row(label: str, figures: dict[str, Any]) -> list[Any]:
+    whole = figures["whole"]
+    low, high = whole["pass_mean_spread_ms"]
+    return [
+        label, figures["canvases"], *(f"{figures[stage]['median_ms']:.3f}" for stage in STAGES),
+        f"{figures['stages_sum']['median_ms']:.3f}", f"**{whole['median_ms']:.3f}**",
+        f"{whole['mean_ms']:.3f}", f"{low:.3f}-{high:.3f}",
+    ]
+
+
 def handler(results: dict[str, Any]) -> list[str]:
     cost = results["handler"]
-    canvases = cost["all_canvases"]
-    rows = [["preprocess (whole, one request)", _spread(canvases["preprocess"], "ms_per_image", 3),
-             canvases["preprocess"]["images_per_s"]]]
-    rows += [[f"- {mode} canvases ({figures['canvases']})", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
-             for mode, figures in canvases["preprocess_by_mode"].items()]
-    rows += [[f"- stage: {stage}", _spread(figures, "ms_per_image", 3), figures["images_per_s"]]
-             for stage, figures in canvases["stages"].items()]
-    for name, model in cost["models"].items():
-        for size, figures in model["forward"].items():
-            rows.append([f"{name}: forward, batch {size} ({figures['ms_per_batch']:.3f} ms a batch)",
-                         f"{figures['ms_per_image']:.3f}", figures["images_per_s"]])
-        whole = model["whole_request"]
-        rows.append([f"{name}: whole request (handle)", _spread(whole, "ms_per_image", 3), whole["images_per_s"]])
+    requests = cost["requests"]
+    rows = [_stage_row("all canvases", requests["all"])]
+    rows += [_stage_row(f"{style} (all models)", figures) for style, figures in requests["by_style"].items()]
+    for name, groups in requests["by_model"].items():
+        rows += [_stage_row(f"{name}: {group}", figures) for group, figures in groups.items()]
+    lead = [f"{requests['canvases']} held-out canvases {requests['canvas_side']}x{requests['canvas_side']} "
+            f"({requests['mean_png_bytes']} bytes on average; the three styles in turn), one request at a time, "
+            f"{cost['torch_threads']} torch thread, {requests['repeats']} passes; each canvas's median pass, then "
+            "the median over the canvases (ms). Each stage is timed alone on the same canvases in the same passes "
+            "as the whole request (`handle`), so the sum of the stages and the whole request should agree. The "
+            "last columns: the whole request's mean over the canvases (of each canvas's median pass), and the "
+            "min-max over passes of its plain mean (every timing, outliers included).", ""]
+    table = _table(["canvases", "n", *STAGES, "sum of stages", "whole request", "whole, mean",
+                    "whole, pass means min-max"], rows)
+    forward_rows = [
+        [name, size, f"{figures['ms_per_batch']:.3f}", f"{figures['ms_per_image']:.3f}", figures["images_per_s"]]
+        for name, batches in cost["forward_batches"].items() for size, figures in batches.items()
+    ]
     text = cost.get("text_8_digits")
-    if isinstance(text, dict):
-        rows.append([f"digits: mode=text, an 8-digit number (whole request; {text['read_right']} of "
-                     f"{text['numbers']} read right)", _spread(text, "ms_per_image", 3), text["images_per_s"]])
-    lead = [f"{canvases['canvases']} canvases {canvases['canvas_side']}x{canvases['canvas_side']}, "
-            f"{canvases['mean_png_bytes']} bytes on average; {cost['torch_threads']} torch thread. The "
-            "8-digit numbers are written by the pen data's test writers, as the text evaluation writes them.", ""]
-    return lead + _table(["stage", "ms per image (min-max)", "images/s"], rows)
+    reading = (
+        ["", f"Reading an 8-digit number (`mode=text`, the whole request; the numbers written by the pen data's "
+         f"test writers, as the text evaluation writes them; {text['read_right']} of {text['numbers']} read "
+         f"right): {_spread(text, 'ms_per_image', 3)} ms."] if isinstance(text, dict) else []
+    )
+    return [*lead, *table, "", "Forward pass (model and softmax) by batch size, in process:", "",
+            *_table(["model", "batch", "ms a batch", "ms an image", "images/s"], forward_rows), *reading]
 
 
 def memory(results: dict[str, Any]) -> list[str]:
@@ -102,6 +122,9 @@ def memory(results: dict[str, Any]) -> list[str]:
     rows += [[f"{name} worker", ", ".join(str(value) for value in values), f"{len(values)} workers"]
              for name, values in rss["workers"].items()]
     rows.append(["total", rss["total"], ""])
+    flask = results["serving"]["flask"]
+    rows.append([f"Flask baseline ({flask['model']} only)", flask["rss_mb_after_load"],
+                 f"one process, {flask['torch_threads']} torch threads"])
     cold = results["cold_start"]
     lead = [f"Cold start (TorchServe started until all of {', '.join(cold['models'])} READY): "
             f"{', '.join(str(s) for s in cold['runs_s'])} s. Memory after the load (RSS, MB):", ""]
@@ -155,19 +178,20 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *headline(results),
         "",
+        "**Handler in process** (a request's stages):",
+        "",
+        *handler(results),
+        "",
         "**End to end** (the shipped configuration "
         + ", ".join(f"{k} {v}" for k, v in results["serving"]["configuration"].items())
-        + "; median round, min-max over rounds; ratios are to the no-op baseline of the same round):",
+        + f"; the plain Flask baseline serves {results['serving']['flask']['model']} on the same canvases; "
+        "median round, min-max over rounds; ratios are to the no-op baseline, or to Flask, of the same round):",
         "",
         *serving(results),
         "",
         "**Workers x batch size** (the recognizer and the no-op baseline with the same settings):",
         "",
         *sweep(results),
-        "",
-        "**Handler in process:**",
-        "",
-        *handler(results),
         "",
         *memory(results),
         "",

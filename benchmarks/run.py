@@ -4,11 +4,12 @@
         --out benchmarks/results/latest.json --readme README.md
 
 Order: the handler in process first (nothing else of ours running), then one TorchServe in a
-temporary folder: cold starts of the three models, the no-op baseline registered beside them,
-the load rounds, the memory after the load, the workers x batch size sweep, and last the accuracy
-over HTTP (skipped, and said so, when ``--data-dir`` holds no test data). The top-level keys
-``throughput_ratio_c8``, ``p50_ratio_c1``, ``preprocess_ms_per_image``, ``cold_start_s`` and
-``rss_mb`` are the headline; ``goals`` says which goals were met.
+temporary folder: cold starts of the three models, the no-op baseline registered beside them and
+the plain Flask baseline started beside TorchServe (:mod:`benchmarks.flask_baseline`), the load
+rounds, the memory after the load, the workers x batch size sweep, and last the accuracy over
+HTTP (skipped, and said so, when ``--data-dir`` holds no test data). The top-level figures of
+:func:`headline` and ``rss_mb`` are the headline; ``goals`` says which goals of
+``config/benchmarks.yaml`` were met.
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ import torch
 import ts
 import yaml
 
-from benchmarks import accuracy, handler_cost
+from benchmarks import accuracy, flask_baseline, handler_cost
+from benchmarks.flask_baseline import FLASK
 from benchmarks.heldout import HeldOut, canvas_pngs, load_heldout, typeset_heldout
 from benchmarks.profile import Goal, Profile, load_goals
 from benchmarks.report import update_readme
 from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
 from handler.archive import model_version
 from handler.server import MODELS
+from training.canvas import CANVAS_STYLES
 from training.evaluate import TEXT_SEED
 from training.pen import writer_parts
 from training.strings import writer_strings
@@ -134,17 +137,23 @@ def sendable(canvases: list[bytes | None]) -> list[bytes]:
 def headline(
     handler: dict[str, Any], serving: dict[str, Any], cold_starts: list[float], reference_rps: float
 ) -> dict[str, Any]:
-    """The top-level figures: for ratios, the worst of the three recognizers."""
+    """The top-level figures: for ratios to the no-op baseline, the worst of the three
+    recognizers; against Flask, the model it serves, round by round."""
     load = serving["load"]
-    ours = [name for name in load["c8"] if name != BASELINE]
+    ours = [name for name in MODELS if name in load["c8"]]
+    against_flask = load["c8"][serving["flask"]["model"]][f"ratio_to_{FLASK}"]
+    requests = handler["requests"]
+    whole = {mode: figures["whole"]["median_ms"] for mode, figures in requests["by_mode"].items()}
     return {
+        "handler_ms_per_request": requests["all"]["whole"]["median_ms"],
+        "rgba_over_grey": round(whole["RGBA"] / whole["L"], 3) if {"RGBA", "L"} <= set(whole) else None,
         "throughput_ratio_c8": min(load["c8"][name]["ratio_to_baseline"]["rps"] for name in ours),
         "p50_ratio_c1": max(load["c1"][name]["ratio_to_baseline"]["p50_ms"] for name in ours),
+        "flask_ratio_c8": against_flask["rps"],
+        "p99_over_flask_c8": against_flask["p99_ms"],
         "p99_over_p50": max(
             round(load[c][name]["p99_ms"] / load[c][name]["p50_ms"], 2) for c in ("c1", "c8") for name in ours
         ),
-        "preprocess_ms_per_image": handler["all_canvases"]["preprocess"]["ms_per_image"],
-        "forward_ms_batch1": max(model["forward"]["1"]["ms_per_batch"] for model in handler["models"].values()),
         "text_8_digits_ms": text["ms_per_image"] if isinstance(text := handler.get("text_8_digits"), dict) else None,
         "cold_start_s": round(statistics.median(cold_starts), 2),
         "rps_c8": {name: load["c8"][name]["rps"] for name in load["c8"]},
@@ -195,7 +204,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         per_model = max(1, profile.handler.canvases // len(MODELS))
         drawn = {name: canvas_pngs(for_speed[name].images, range(max(per_model, profile.serving.canvases_per_model)))
                  for name in MODELS}  # canvas i is the same whichever count asks for it: draw once
-        in_process = {name: sendable(drawn[name][:per_model]) for name in MODELS}
+        in_process = [  # canvas i is drawn in style i % 3 (training.evaluate.canvas_png)
+            handler_cost.Canvas(name, CANVAS_STYLES[index % len(CANVAS_STYLES)], png)
+            for name in MODELS for index, png in enumerate(drawn[name][:per_model]) if png is not None
+        ]
         canvases = {name: sendable(drawn[name][: profile.serving.canvases_per_model]) for name in MODELS}
         numbers = eight_digit_numbers(data_dir, per_model)
     results["drawings"] = {name: source.source for name, source in for_speed.items()}
@@ -221,15 +233,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if attempt:
                         bench.stop()
                     cold_starts.append(round(bench.cold_start(MODELS), 2))
-            with phase("load against the baseline"):
+            with phase("load against the baselines"):
                 bench.register_baseline()
-                targets = {name: (bench.target(name), canvases[name]) for name in MODELS}
-                targets[BASELINE] = (bench.target(BASELINE), canvases[MODELS[0]])
-                serving = {
-                    "configuration": {key: config["defaults"][key] for key in SERVING_SETTINGS},
-                    "load": measure_series(targets, BASELINE, profile.serving.load),
-                    "rss_mb_after_load": memory(bench.server),
-                }
+                flask_model = profile.serving.flask_model
+                with flask_baseline.serving(models_dir, [flask_model], Path(workdir) / "flask.log") as flask:
+                    targets = {name: (bench.target(name), canvases[name]) for name in MODELS}
+                    targets[BASELINE] = (bench.target(BASELINE), canvases[MODELS[0]])
+                    targets[FLASK] = (flask.target(flask_model), canvases[flask_model])
+                    serving = {
+                        "configuration": {key: config["defaults"][key] for key in SERVING_SETTINGS},
+                        "load": measure_series(targets, BASELINE, profile.serving.load, compare={flask_model: FLASK}),
+                        "rss_mb_after_load": memory(bench.server),
+                        "flask": {"model": flask_model, "torch_threads": flask.ping["torch_threads"],
+                                  "rss_mb_after_load": flask.rss_mb()},
+                    }
             with phase("workers x batch size sweep"):
                 results["sweep"] = sweep(bench, profile.sweep, canvases[profile.sweep.model])
             with phase("accuracy over HTTP"):

@@ -7,8 +7,9 @@ serves ``noop``: :mod:`benchmarks.noop_handler` packaged with the *same* workers
 its figures are TorchServe's own floor on this machine, measured in the same run.
 
 - :meth:`BenchServer.cold_start`: seconds from starting TorchServe until every model is READY;
-- :func:`measure_series`: rounds of load runs that alternate the models and the baseline; each
-  figure is the median round, with the min-max spread and the ratio to the baseline;
+- :func:`measure_series`: rounds of load runs that alternate the models and the baseline (and
+  the plain Flask baseline of :mod:`benchmarks.flask_baseline`, another server); each figure is
+  the median round, with the min-max spread and the ratio to the baseline (and to Flask);
 - :func:`memory`: the RSS of the JVM and of every worker;
 - :func:`sweep`: workers x batch size, a recognizer and the baseline registered side by side with
   the same settings (the defaults in ``config/serving.yaml`` come from it).
@@ -111,9 +112,21 @@ def _median_spread(values: list[float]) -> tuple[float, list[float]]:
     return round(statistics.median(values), 3), [round(min(values), 3), round(max(values), 3)]
 
 
-def summarize(runs: list[LoadResult], baseline: list[LoadResult] | None) -> dict[str, Any]:
+def _ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure of :data:`RATIOS` over the same figure of the same round: median, min-max."""
+    ratios = {}
+    for figure in RATIOS:
+        paired = [mine[figure] / other[figure] for mine, other in zip(ours, theirs)]
+        ratios[figure], ratios[f"{figure}_spread"] = _median_spread(paired)
+    return ratios
+
+
+def summarize(
+    runs: list[LoadResult], baseline: list[LoadResult] | None, compared: dict[str, list[LoadResult]] | None = None
+) -> dict[str, Any]:
     """One target at one concurrency over the rounds: each figure's median and min-max, errors
-    and requests summed, and each figure's ratio to the baseline of the same round."""
+    and requests summed, each figure's ratio to the baseline of the same round
+    (``ratio_to_baseline``) and to each target of ``compared`` (``ratio_to_<name>``)."""
     summary: dict[str, Any] = {
         "requests": sum(run.requests for run in runs),
         "errors": sum(run.errors for run in runs),
@@ -126,21 +139,23 @@ def summarize(runs: list[LoadResult], baseline: list[LoadResult] | None) -> dict
     for figure in FIGURES:
         summary[figure], summary[f"{figure}_spread"] = _median_spread([run[figure] for run in ours])
     if baseline is not None:
-        base = [run.summary() for run in baseline]
-        ratios = {}
-        for figure in RATIOS:
-            paired = [mine[figure] / theirs[figure] for mine, theirs in zip(ours, base)]
-            ratios[figure], ratios[f"{figure}_spread"] = _median_spread(paired)
-        summary["ratio_to_baseline"] = ratios
+        summary["ratio_to_baseline"] = _ratios(ours, [run.summary() for run in baseline])
+    for name, other in (compared or {}).items():
+        summary[f"ratio_to_{name}"] = _ratios(ours, [run.summary() for run in other])
     return summary
 
 
 def measure_series(
-    targets: dict[str, tuple[Target, list[bytes]]], baseline: str, load: LoadProfile
+    targets: dict[str, tuple[Target, list[bytes]]],
+    baseline: str,
+    load: LoadProfile,
+    compare: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Rounds of load runs: in each round, at each concurrency, every target in turn (the
     baseline included), so that slow drifts of a shared machine hit all of them alike.
-    Returns ``{"c<concurrency>": {target: summary}}``."""
+    ``compare`` maps a target to another one it is also given as a ratio to (round by round).
+    Returns ``{"c<concurrency>": {target: summary}}`` (:func:`summarize`)."""
+    compare = compare or {}
     runs: dict[tuple[str, int], list[LoadResult]] = {}
     for _ in range(load.rounds):
         for concurrency in load.concurrency:
@@ -151,7 +166,11 @@ def measure_series(
                 runs.setdefault((name, concurrency), []).append(result)
     return {
         f"c{concurrency}": {
-            name: summarize(runs[name, concurrency], None if name == baseline else runs[baseline, concurrency])
+            name: summarize(
+                runs[name, concurrency],
+                None if name == baseline else runs[baseline, concurrency],
+                {compare[name]: runs[compare[name], concurrency]} if name in compare else None,
+            )
             for name in targets
         }
         for concurrency in load.concurrency
