@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from handler.archive import model_config
+from handler.forward import BACKENDS, load_backend
 from handler.glyph import decode_image
 from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler
@@ -190,6 +191,36 @@ def measure(
             for name, handler in handlers.items()
         },
     }
+
+
+LOADED = "model.pt as loaded"  # torch.jit.load alone: how the handler ran the model before handler.backend
+
+
+def backends(handler: RecognizerHandler, model_dir: Path, canvases: list[bytes], seconds: float) -> dict[str, Any]:
+    """The forward pass of one drawing (batch 1) by each way of running ``model_dir``'s
+    ``model.pt``: as loaded (:data:`LOADED`) and each of :data:`handler.forward.BACKENDS`, taking
+    turns over the canvases' model inputs (``handler``'s preprocessing) for about ``seconds`` in
+    all. Per way: the median ms per drawing, and how many labels differ from the model as loaded."""
+    loaded = torch.jit.load(str(model_dir / "model.pt")).eval()
+    runs = {LOADED: loaded, **{name: load_backend(name, torch.jit.load(str(model_dir / "model.pt")), model_dir, threads=1)
+                               for name in BACKENDS}}
+    inputs = [handler.preprocess([{"body": png}]).inputs for png in canvases]
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    deadline = time.perf_counter() + seconds
+    with torch.inference_mode():
+        while time.perf_counter() < deadline or len(times[LOADED]) < 5 * len(inputs):
+            for name, run in runs.items():
+                for glyph in inputs:
+                    start = time.perf_counter()
+                    run(glyph)
+                    times[name].append((time.perf_counter() - start) * 1000.0)
+        expected = [int(loaded(glyph).argmax()) for glyph in inputs]
+        figures = {}
+        for name, run in runs.items():
+            different = sum(int(run(glyph).argmax()) != label for glyph, label in zip(inputs, expected))
+            figures[name] = {"ms_per_image": round(statistics.median(times[name]), 4), "passes": len(times[name]),
+                             "labels_different": different, "drawings": len(inputs)}
+    return figures
 
 
 def text_request(handler: RecognizerHandler, numbers: list[tuple[str, bytes]], repeats: int) -> dict[str, Any]:

@@ -112,8 +112,18 @@ def handler(results: dict[str, Any]) -> list[str]:
          f"test writers, as the text evaluation writes them; {text['read_right']} of {text['numbers']} read "
          f"right): {_spread(text, 'ms_per_image', 3)} ms."] if isinstance(text, dict) else []
     )
+    backend_rows = [
+        [name, way, f"{figures['ms_per_image']:.3f}", f"{figures['labels_different']} of {figures['drawings']}"]
+        for name, ways in cost.get("backends", {}).items() for way, figures in ways.items()
+    ]
+    backends = (
+        ["", "The forward pass of one drawing by each way of running `model.pt` (`handler.backend`, "
+         "handler/forward.py; \"as loaded\" is `torch.jit.load` alone), in turns over the same canvases "
+         "(median ms), and the labels that differ from the model as loaded:", "",
+         *_table(["model", "backend", "ms a drawing", "labels different"], backend_rows)] if backend_rows else []
+    )
     return [*lead, *table, "", "Forward pass (model and softmax) by batch size, in process:", "",
-            *_table(["model", "batch", "ms a batch", "ms an image", "images/s"], forward_rows), *reading]
+            *_table(["model", "batch", "ms a batch", "ms an image", "images/s"], forward_rows), *backends, *reading]
 
 
 def memory(results: dict[str, Any]) -> list[str]:

@@ -42,6 +42,7 @@ from benchmarks.profile import Goal, Profile, load_goals
 from benchmarks.report import update_readme
 from benchmarks.serving import BASELINE, SERVING_CONFIG, BenchServer, measure_series, memory, sweep
 from handler.archive import model_version
+from handler.inprocess import unpack_archive
 from handler.server import MODELS
 from training.canvas import CANVAS_STYLES
 from training.evaluate import TEXT_SEED
@@ -211,22 +212,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         canvases = {name: sendable(drawn[name][: profile.serving.canvases_per_model]) for name in MODELS}
         numbers = eight_digit_numbers(data_dir, per_model)
     results["drawings"] = {name: source.source for name, source in for_speed.items()}
-    with phase("handler in process"):
-        handlers = {name: handler_cost.worker_handler(models_dir / name, name, config) for name in MODELS}
-        handler = handler_cost.measure(
-            handlers, in_process, profile.handler.repeats,
-            profile.handler.forward_batch_sizes, profile.handler.forward_seconds,
-        )
-        handler["text_8_digits"] = (
-            handler_cost.text_request(handlers["digits"], numbers, profile.handler.repeats) if numbers
-            else f"skipped: no pen data under DATA_DIR ({data_dir})"
-        )
     args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=args.workdir) as workdir:
         bench = BenchServer(models_dir, Path(workdir), config)
         try:
             with phase("archives"):
                 bench.archive(MODELS)
+            with phase("handler in process"):
+                # Each handler is built from its archive, unpacked as a worker unpacks it (model.onnx
+                # is made by make archive), with the shipped handler settings.
+                unpacked = {name: unpack_archive(bench.store / f"{name}.mar", Path(workdir) / "unpacked" / name)
+                            for name in MODELS}
+                handlers = {name: handler_cost.worker_handler(unpacked[name], name, config) for name in MODELS}
+                handler = handler_cost.measure(
+                    handlers, in_process, profile.handler.repeats,
+                    profile.handler.forward_batch_sizes, profile.handler.forward_seconds,
+                )
+                handler["backends"] = {
+                    name: handler_cost.backends(handlers[name], unpacked[name], canvases[name], profile.handler.forward_seconds)
+                    for name in MODELS
+                }
+                handler["text_8_digits"] = (
+                    handler_cost.text_request(handlers["digits"], numbers, profile.handler.repeats) if numbers
+                    else f"skipped: no pen data under DATA_DIR ({data_dir})"
+                )
             cold_starts = []
             with phase("cold starts"):
                 for attempt in range(profile.serving.cold_starts):

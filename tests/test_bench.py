@@ -151,11 +151,14 @@ def test_the_flask_baseline_gives_the_handlers_labels_and_errors(shipped_models,
     from benchmarks.loadgen import send_each
     from benchmarks.run import class_names
     from benchmarks.serving import SERVING_CONFIG
-    from handler.inprocess import start_batch
+    from handler.archive import build_archive
+    from handler.inprocess import start_batch, unpack_archive
 
     classes = class_names(shipped_models, "digits")
     canvases = [png for png in canvas_pngs(typeset_heldout("digits", classes).images, range(12)) if png]
-    handler = worker_handler(shipped_models / "digits", "digits", yaml.safe_load(SERVING_CONFIG.read_text()))
+    config = yaml.safe_load(SERVING_CONFIG.read_text())
+    archive = build_archive("digits", shipped_models, tmp_path / "store", config, tmp_path / "build")
+    handler = worker_handler(unpack_archive(archive, tmp_path / "digits"), "digits", config)  # as a worker runs it
 
     def in_process(body: bytes) -> dict:
         start_batch(handler.context, 1)
