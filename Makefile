@@ -102,9 +102,12 @@ $(KSERVE_VENV)/.installed: deploy/requirements-kserve.txt constraints.txt
 BENCH_QUICK_OUT ?= build/bench-quick.json
 BENCH_FLAGS = --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR)
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-levers
 bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op baseline, workers x batch, cold start, memory, accuracy over HTTP; writes benchmarks/results/latest.json and README's table
 	$(PY) -m benchmarks --profile full $(BENCH_FLAGS) --out benchmarks/results/latest.json --readme README.md
+
+bench-levers: install ## the performance levers measured and not kept (int8, channels-last, PNG decoders, JSON encoders) into benchmarks/results/levers.json; needs DATA_DIR
+	$(PY) -m benchmarks.levers --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR) --out benchmarks/results/levers.json
 
 bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_QUICK_OUT; the README is left alone)
 	$(PY) -m benchmarks --profile quick $(BENCH_FLAGS) --out $(BENCH_QUICK_OUT)

@@ -1,0 +1,66 @@
+"""benchmarks/levers.py: the levers measured and not kept can be measured again.
+
+The figures themselves are not asserted (the machine is noisy; README, "Levers"): these tests
+check that the pieces behind them do what the report says they do, on the shipped models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.heldout import canvas_pngs, typeset_heldout
+from benchmarks.levers import balanced_answer, channels_last_lever, decoder_lever, eager_network, json_lever, quantize_int8
+from handler.inprocess import worker_context
+from handler.recognizer import RecognizerHandler
+from training.model import CaseMerged
+
+
+def typeset_inputs(name: str, model_dir: Path, count: int = 60) -> torch.Tensor:
+    """Model inputs of typeset labels drawn on canvases of every style, as the handler makes them."""
+    classes = list(json.loads((model_dir / "index_to_name.json").read_text()).values())
+    handler = RecognizerHandler()
+    handler.initialize(worker_context(model_dir, name, {"handler": {"torch_threads": 1, "backend": "torchscript"}}))
+    pngs = [png for png in canvas_pngs(typeset_heldout(name, classes).images, range(count)) if png]
+    return handler.preprocess([{"body": png} for png in pngs]).inputs
+
+
+@pytest.mark.parametrize("name", ["digits", "letters"])
+def test_the_eager_network_is_the_shipped_model(shipped_models, name):
+    scripted = torch.jit.load(str(shipped_models / name / "model.pt")).eval()
+    eager = eager_network(scripted)
+    assert isinstance(eager, CaseMerged) == (name == "letters")  # letters learned the cases apart
+    inputs = typeset_inputs(name, shipped_models / name, 12)
+    with torch.no_grad():
+        assert float((eager(inputs) - scripted(inputs)).abs().max()) <= 1e-5
+
+
+def test_the_int8_copy_is_torchscript_with_the_same_outputs_and_mostly_the_same_labels(shipped_models):
+    folder = shipped_models / "letters"
+    scripted = torch.jit.load(str(folder / "model.pt")).eval()
+    inputs = typeset_inputs("letters", folder)
+    int8 = quantize_int8(scripted, inputs)
+    assert isinstance(int8, torch.jit.ScriptModule)
+    with torch.no_grad():
+        expected, got = scripted(inputs), int8(inputs)
+    assert got.shape == expected.shape
+    assert float((got.argmax(1) == expected.argmax(1)).float().mean()) >= 0.9
+
+
+def test_channels_last_and_the_decoders_are_timed(shipped_models):
+    timings = channels_last_lever(shipped_models / "digits", [torch.randn(1, 1, 28, 28) for _ in range(3)])
+    assert set(timings) == {"contiguous", "channels_last"} and all(ms > 0 for ms in timings.values())
+    pngs = [png for png in canvas_pngs(typeset_heldout("digits", [str(d) for d in range(10)]).images, range(6)) if png]
+    by_mode = decoder_lever(pngs)
+    assert set(by_mode) == {"L", "RGBA"}  # the three canvas styles: two greyscale, one transparent
+    assert all(figures["pillow"] > 0 for figures in by_mode.values())
+
+
+def test_both_encoders_are_timed_on_a_whole_balanced_answer(shipped_models):
+    png = canvas_pngs(typeset_heldout("balanced", ["A"]).images, range(1))[0]
+    answer = balanced_answer(shipped_models, png)
+    assert len(answer["probabilities"]) == 47
+    timings = json_lever(answer)
+    assert set(timings) == {"json.dumps", "orjson (handler.recognizer.to_json)"} and all(us > 0 for us in timings.values())
