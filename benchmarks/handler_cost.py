@@ -46,7 +46,7 @@ def worker_handler(model_dir: Path, name: str, serving_config: dict[str, Any], b
     return handler
 
 
-def _per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> dict[str, Any]:
+def per_item_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> dict[str, Any]:
     """``work`` on every item, ``repeats`` passes: ms per item (median pass, min-max) and items/s."""
     passes = []
     for _ in range(repeats):
@@ -234,4 +234,4 @@ def text_request(handler: RecognizerHandler, numbers: list[tuple[str, bytes]], r
 
     right = sum(handle(png) == number for number, png in numbers)
     return {"numbers": len(numbers), "read_right": right,
-            **_per_item_ms(handle, [png for _, png in numbers], repeats)}
+            **per_item_ms(handle, [png for _, png in numbers], repeats)}

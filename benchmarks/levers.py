@@ -28,7 +28,6 @@ import argparse
 import io
 import json
 import os
-import statistics
 import tempfile
 import time
 import warnings
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.handler_cost import per_item_ms
 from benchmarks.heldout import canvas_pngs, load_heldout
 from handler.archive import write_onnx
 from handler.forward import BACKENDS, ONNX_FILE, load_backend
@@ -55,16 +55,8 @@ CALIBRATION = 2000  # validation scans, and as many validation pen characters, t
 
 
 def median_ms(work: Callable[[Any], Any], items: Sequence[Any], repeats: int = 7) -> float:
-    """``work`` on every item, ``repeats`` passes after one warm-up pass: the median pass's ms per item."""
-    for item in items:
-        work(item)
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for item in items:
-            work(item)
-        passes.append((time.perf_counter() - start) * 1000.0 / len(items))
-    return round(statistics.median(passes), 4)
+    """The median pass's ms per item of ``work`` over ``items`` (:func:`benchmarks.handler_cost.per_item_ms`)."""
+    return per_item_ms(work, items, repeats)["ms_per_image"]
 
 
 def eager_network(scripted: torch.jit.ScriptModule) -> torch.nn.Module:

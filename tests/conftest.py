@@ -99,6 +99,20 @@ def archive_variant(
     return store / target
 
 
+def typeset_inputs(name: str, model_dir: Path, count: int = 60) -> "torch.Tensor":
+    """Model inputs (float32 [n, 1, 28, 28]) of the model's class labels typeset and drawn on
+    canvases of every style, made by the handler's preprocessing (torchscript backend)."""
+    from benchmarks.heldout import canvas_pngs, typeset_heldout
+    from handler.inprocess import worker_context
+    from handler.recognizer import RecognizerHandler
+
+    classes = list(json.loads((model_dir / "index_to_name.json").read_text()).values())
+    handler = RecognizerHandler()
+    handler.initialize(worker_context(model_dir, name, {"handler": {"torch_threads": 1, "backend": "torchscript"}}))
+    pngs = [png for png in canvas_pngs(typeset_heldout(name, classes).images, range(count)) if png]
+    return handler.preprocess([{"body": png} for png in pngs]).inputs
+
+
 @contextmanager
 def running_torchserve(
     run_dir: Path, model_store: Path, models: Sequence[str] = MODELS, config: Path = CONFIG,

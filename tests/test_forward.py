@@ -8,7 +8,6 @@ check the errors a misconfigured backend gives."""
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from handler.archive import build_archive
 from handler.forward import BACKENDS, MAX_ABS_DIFF, ONNX_FILE, BackendError, check_same, load_backend
 from handler.inprocess import start_batch, unpack_archive, worker_context
 from handler.recognizer import BACKEND_ENV, RecognizerHandler
-from tests.conftest import serving_config
+from tests.conftest import serving_config, typeset_inputs
 
 MODELS = ("digits", "letters", "balanced")
 
@@ -34,15 +33,6 @@ def unpacked(tmp_path_factory: pytest.TempPathFactory, shipped_models: Path) -> 
     }
 
 
-def glyph_batch(name: str, model_dir: Path, count: int = 48) -> torch.Tensor:
-    """Standardized glyphs of typeset labels drawn on canvases in every style, as the handler feeds them."""
-    classes = list(json.loads((model_dir / "index_to_name.json").read_text()).values())
-    handler = RecognizerHandler()
-    handler.initialize(worker_context(model_dir, name, {"handler": {"torch_threads": 1, "backend": "torchscript"}}))
-    pngs = [png for png in canvas_pngs(typeset_heldout(name, classes).images, range(count)) if png]
-    return handler.preprocess([{"body": png} for png in pngs]).inputs
-
-
 def test_every_archive_holds_the_onnx_export(unpacked):
     for name, folder in unpacked.items():
         assert (folder / ONNX_FILE).stat().st_size > 100_000, name
@@ -55,7 +45,7 @@ def test_each_backend_gives_the_torchscript_models_logits_and_labels(unpacked, n
     folder = unpacked[name]
     model = torch.jit.load(str(folder / "model.pt")).eval()
     forward = load_backend(backend, torch.jit.load(str(folder / "model.pt")), folder, threads=1)
-    inputs = glyph_batch(name, folder)
+    inputs = typeset_inputs(name, folder, 48)
     with torch.no_grad():
         expected, got = model(inputs), forward(inputs)
     assert got.shape == expected.shape

@@ -5,26 +5,13 @@ check that the pieces behind them do what the report says they do, on the shippe
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
 from benchmarks.heldout import canvas_pngs, typeset_heldout
 from benchmarks.levers import balanced_answer, channels_last_lever, decoder_lever, eager_network, json_lever, quantize_int8
-from handler.inprocess import worker_context
-from handler.recognizer import RecognizerHandler
+from tests.conftest import typeset_inputs
 from training.model import CaseMerged
-
-
-def typeset_inputs(name: str, model_dir: Path, count: int = 60) -> torch.Tensor:
-    """Model inputs of typeset labels drawn on canvases of every style, as the handler makes them."""
-    classes = list(json.loads((model_dir / "index_to_name.json").read_text()).values())
-    handler = RecognizerHandler()
-    handler.initialize(worker_context(model_dir, name, {"handler": {"torch_threads": 1, "backend": "torchscript"}}))
-    pngs = [png for png in canvas_pngs(typeset_heldout(name, classes).images, range(count)) if png]
-    return handler.preprocess([{"body": png} for png in pngs]).inputs
 
 
 @pytest.mark.parametrize("name", ["digits", "letters"])
