@@ -103,10 +103,10 @@ BENCH_QUICK_OUT ?= build/bench-quick.json
 BENCH_FLAGS = --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR)
 
 .PHONY: bench bench-quick bench-levers
-bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op baseline, workers x batch, cold start, memory, accuracy over HTTP; writes benchmarks/results/latest.json and README's table
+bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op handler and a plain Flask app, workers x batch, cold start, memory, accuracy over HTTP; writes benchmarks/results/latest.json and README's table
 	$(PY) -m benchmarks --profile full $(BENCH_FLAGS) --out benchmarks/results/latest.json --readme README.md
 
-bench-levers: install ## the performance levers measured and not kept (int8, channels-last, PNG decoders, JSON encoders) into benchmarks/results/levers.json; needs DATA_DIR
+bench-levers: install ## the performance levers make bench does not run (int8, channels-last, PNG decoders, JSON encoders) into benchmarks/results/levers.json; needs DATA_DIR (~5 min more on a fresh clone)
 	$(PY) -m benchmarks.levers --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR) --out benchmarks/results/levers.json
 
 bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_QUICK_OUT; the README is left alone)

@@ -9,8 +9,8 @@ passes at load, as the handler makes) behind the *same* normalization
 (:func:`handler.glyph.canvas_to_glyph` with the model's ``preprocessing.json`` glyph settings,
 mean and std). So it differs from the service only in how it serves: what the comparison is about.
 
-``POST /predictions/<model>`` with the raw image as the body (``curl -T drawing.png``, as the
-load generator sends it; no token) answers ``{"label", "confidence", "top_k", "probabilities"}``:
+``POST /predictions/<model>`` with the raw image as the body (``curl --data-binary @drawing.png
+-H 'Content-Type: image/png'``, as the load generator sends it; no token; ``curl -T`` would PUT) answers ``{"label", "confidence", "top_k", "probabilities"}``:
 a softmax over the label map's classes (the "not a character" output, when the model has one, is
 left out, and no temperature is applied: the labels are the handler's, the confidences need not
 be). An unreadable or blank image gets the service's error body with its 4xx; ``GET /ping`` says

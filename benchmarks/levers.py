@@ -19,18 +19,27 @@ this measures, in process on one thread, what it does not run and why:
   ``json.dumps`` against orjson (what the handler uses, :func:`handler.recognizer.to_json`);
 - **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow (what the handler
   uses) and by the other decoders found installed (OpenCV, imagecodecs, pyspng; none is a
-  dependency of the project).
+  dependency of the project: ``pip install opencv-python-headless imagecodecs pyspng`` into the
+  virtualenv to compare them).
+
+On a fresh clone it first normalizes the datasets and draws the pen data (about 5 minutes, then
+cached in ``.cache/``).
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the data preparation's progress bars
+
 import argparse
 import io
 import json
-import os
+import shlex
+import sys
 import tempfile
-import time
 import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,6 +49,7 @@ from PIL import Image
 
 from benchmarks.handler_cost import per_item_ms
 from benchmarks.heldout import canvas_pngs, load_heldout
+from benchmarks.run import load_conditions, machine, model_files
 from handler.archive import write_onnx
 from handler.forward import BACKENDS, ONNX_FILE, load_backend
 from handler.glyph import GlyphSettings, decode_image
@@ -194,13 +204,18 @@ def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
 
 
 def run(models_dir: Path, data_dir: Path) -> dict[str, Any]:
+    """Every lever of the module docstring, with what they were measured on."""
     torch.set_num_threads(1)
     digits = load_heldout("digits", data_dir)
     if digits is None:
         raise SystemExit(f"error: no test data under {data_dir}: pass --data-dir (e.g. ../shared/datasets)")
     canvases = [png for png in canvas_pngs(digits.images, range(300)) if png]
     return {
-        "command": "python -m benchmarks.levers --data-dir " + str(data_dir),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, "-m", "benchmarks.levers", *sys.argv[1:]]),
+        "machine": machine(),
+        "models": model_files(models_dir),
+        "conditions_at_start": load_conditions(),
         "torch_threads": 1,
         "decoders_ms": decoder_lever(canvases),
         "json_us": json_lever(balanced_answer(models_dir, canvases[0])),
@@ -215,7 +230,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="data root with the test splits and pen data")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON (else print them)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")
     figures = json.dumps(run(args.models_dir, args.data_dir.resolve()), indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

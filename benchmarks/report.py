@@ -205,7 +205,8 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *memory(results),
         "",
-        "**Accuracy through the API** (the whole test split sent as 28x28 PNGs, and canvases spread "
+        "**Accuracy through the API** (the test split sent as 28x28 PNGs, all of it in the full profile, "
+        "and canvases spread "
         "over it, each the very canvas the card's evaluation drew; every served label is compared with "
         "the handler's code in process, and each image's with the card's evaluation, which feeds the "
         "model glyphs rounded to 8 bits):",

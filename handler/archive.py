@@ -2,8 +2,8 @@
 
 ``python -m handler.archive digits letters --models-dir models --model-store model_store``
 
-An archive holds the TorchScript model, the same network exported to ONNX (``model.onnx``, for
-``handler.backend: onnxruntime``; :mod:`handler.forward`, checked against the TorchScript model
+An archive holds the TorchScript model, for ``handler.backend: onnxruntime`` the same network
+exported to ONNX (``model.onnx``, :mod:`handler.forward`, checked against the TorchScript model
 before it is packaged), the handler and the modules it imports, the model's metadata files and a
 ``model-config.yaml`` rendered from ``config/serving.yaml``. The version is the one training
 wrote into ``model.json``.
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import yaml
 
-from handler.forward import ONNX_FILE, OnnxRuntimeModel, check_same, export_onnx
+from handler.forward import BACKENDS, DEFAULT_BACKEND, ONNX_FILE, BackendError, OnnxRuntimeModel, check_same, export_onnx
 
 PROJECT = Path(__file__).resolve().parent.parent
 HANDLER_MODULES = (
@@ -75,11 +75,16 @@ def build_archive(
             f"{model_dir} lacks {', '.join(missing)}: train and export the model first "
             f"(make train) or point MODELS_DIR at exported models"
         )
+    settings = model_config(config, name)
+    backend = settings["handler"].get("backend", DEFAULT_BACKEND)
+    if backend not in BACKENDS:
+        raise BackendError(f"{name}: unknown handler.backend {backend!r} in the serving configuration: "
+                           f"choose one of {', '.join(BACKENDS)}")
     build_dir.mkdir(parents=True, exist_ok=True)
     model_store.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir))  # concurrent builds never meet
     try:
-        package(name, model_dir, model_store, model_config(config, name), stage)
+        package(name, model_dir, model_store, settings, stage)
     finally:
         shutil.rmtree(stage)
     return model_store / f"{name}.mar"
@@ -93,7 +98,8 @@ def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, A
         shutil.copy2(PROJECT / "handler" / module, extra / "handler" / module)
     for metadata in METADATA_FILES:
         shutil.copy2(model_dir / metadata, extra / metadata)
-    write_onnx(model_dir, extra / ONNX_FILE)
+    if settings["handler"].get("backend", DEFAULT_BACKEND) == "onnxruntime":
+        write_onnx(model_dir, extra / ONNX_FILE)
     run_archiver(
         name, model_version(model_dir), extra / "handler" / "recognizer.py", settings, model_store, stage,
         "--serialized-file", str(model_dir / MODEL_FILE), "--extra-files", str(extra),
@@ -102,9 +108,14 @@ def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, A
 
 def write_onnx(model_dir: Path, path: Path) -> None:
     """``model_dir``'s TorchScript model exported to ONNX at ``path``, after checking that ONNX
-    Runtime gives the same logits on a fixed random batch (raises ``BackendError`` if not)."""
+    Runtime gives the same logits on a fixed random batch. Raises ``BackendError`` if not, or
+    when ``model.pt`` is not a TorchScript model."""
     size = int(json.loads((model_dir / "preprocessing.json").read_text())["glyph"].get("size", 28))
-    model = torch.jit.load(str(model_dir / MODEL_FILE), map_location="cpu")
+    try:
+        model = torch.jit.load(str(model_dir / MODEL_FILE), map_location="cpu")
+    except RuntimeError as error:  # not a TorchScript file: truncated, a state_dict, anything else
+        first_line = str(error).strip().splitlines()[0]
+        raise BackendError(f"{model_dir / MODEL_FILE} is not a TorchScript model ({first_line}): export it again") from error
     path.write_bytes(export_onnx(model, size))
     batch = torch.randn(16, 1, size, size, generator=torch.Generator().manual_seed(0))
     check_same(OnnxRuntimeModel(path, threads=1), model, batch, f"the ONNX export of {model_dir / MODEL_FILE}")
@@ -147,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.names:
         try:
             target = build_archive(name, args.models_dir, args.model_store, config, args.build_dir)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, BackendError) as error:
             sys.exit(f"error: {error}")
         print(f"{target} (version {model_version(args.models_dir / name)})")
 

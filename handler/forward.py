@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 BACKENDS = ("torchscript", "onnxruntime")
+DEFAULT_BACKEND = "torchscript"  # for settings without handler.backend: needs nothing but torch
 ONNX_FILE = "model.onnx"
 INPUT, OUTPUT = "glyphs", "logits"  # the ONNX graph's input and output names
 ONNX_OPSET = 17
@@ -49,7 +50,15 @@ def optimized_torchscript(model: torch.jit.ScriptModule) -> torch.jit.ScriptModu
 def export_onnx(model: torch.jit.ScriptModule, size: int) -> bytes:
     """The ONNX graph of a TorchScript recognizer (input ``glyphs`` float32 ``[N, 1, size,
     size]``, output ``logits``; any batch size), by PyTorch's TorchScript-based exporter
-    (``torch.onnx.export(dynamo=False)``; needs the ``onnx`` package)."""
+    (``torch.onnx.export(dynamo=False)``). Raises :class:`BackendError` without the ``onnx``
+    package."""
+    try:
+        import onnx  # noqa: F401  (the exporter's own error would not say where it comes from)
+    except ImportError as error:
+        raise BackendError(
+            "exporting model.onnx for handler.backend onnxruntime needs the onnx package: "
+            "pip install -r requirements.txt, or set handler.backend: torchscript"
+        ) from error
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # The torch.export-based exporter (the default since PyTorch 2.9) cannot take a
@@ -76,7 +85,7 @@ class OnnxRuntimeModel:
                 "pip install -r requirements-serving.txt, or set handler.backend: torchscript"
             ) from error
         if not path.is_file():
-            raise BackendError(f"{path} is missing: package the model again with make archive")
+            raise BackendError(f"{path} is missing: package the model with handler.backend: onnxruntime (make archive)")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -102,9 +111,11 @@ def load_backend(name: str, model: torch.jit.ScriptModule, model_dir: Path, thre
 def check_same(backend: Forward, model: torch.jit.ScriptModule, inputs: torch.Tensor, what: str) -> None:
     """Raise :class:`BackendError` when ``backend``'s logits on ``inputs`` differ from
     ``model``'s in shape or by more than :data:`MAX_ABS_DIFF` (``what`` names the backend in the
-    message)."""
+    message), or when ``model``'s own are not finite."""
     with torch.no_grad():  # not inference_mode: its tensors must not meet a model the ONNX export traced
         got, expected = backend(inputs), model(inputs)
+    if not bool(torch.isfinite(expected).all()):
+        raise BackendError("model.pt itself answers NaN or infinite logits: export the model again")
     if got.shape != expected.shape:
         raise BackendError(f"{what} answers {tuple(got.shape)} logits where model.pt answers {tuple(expected.shape)}")
     difference = float((got - expected).abs().max())

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import replace
 from http import HTTPStatus
@@ -35,9 +36,9 @@ from ts.handler_utils.timer import timed
 from ts.service import Service
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler import envelope, text
+from handler import START_FAILURE, envelope, text
 from handler.explain import METHOD, STRIDE, WINDOW, explain, glyph_frame
-from handler.forward import check_same, load_backend
+from handler.forward import DEFAULT_BACKEND, check_same, load_backend
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability, ranking
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph, decode_image, ink_map
 from handler.payload import TEXT, Batch, Request, parse_request
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 THREADS_ENV = "RECOGNIZER_TORCH_THREADS"  # overrides handler.torch_threads without re-archiving
 BACKEND_ENV = "RECOGNIZER_BACKEND"  # overrides handler.backend without re-archiving
-DEFAULT_BACKEND = "torchscript"
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_CHARACTERS = 32  # mode=text: characters per request (handler.max_characters)
 JSON_TYPE = "application/json"
@@ -88,7 +88,16 @@ class RecognizerHandler(BaseHandler):
         """Load the TorchScript model and label map (BaseHandler), the model's preprocessing
         constants, its version and the handler settings from ``model-config.yaml``, then the
         backend that runs the forward pass (``handler.backend``, :mod:`handler.forward`), held
-        to the TorchScript model's outputs on the warm-up request."""
+        to the TorchScript model's outputs on the warm-up request. Whatever stops it is also
+        written to standard error after :data:`handler.START_FAILURE`, where the server's logs
+        show it (the worker's own log lines are INFO, which the shipped log configuration drops)."""
+        try:
+            self._initialize(context)
+        except Exception as error:
+            print(f"{START_FAILURE}: {context.model_name}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            raise
+
+    def _initialize(self, context: Context) -> None:
         settings = (context.model_yaml_config or {}).get("handler") or {}
         keep_repeated_fields()
         # One intra-op thread per worker: on 2 cores, torch's default (all cores in every worker)

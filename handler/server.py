@@ -45,6 +45,7 @@ from client.api import (
     TorchServeClient,
     read_properties,
 )
+from handler import START_FAILURE
 
 PROJECT = Path(__file__).resolve().parent.parent
 CONFIG = PROJECT / "config" / "config.properties"
@@ -213,6 +214,23 @@ class TorchServe:
                 parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
         return "\n".join(parts) or f"(no logs in {self.logs})"
 
+    def model_log_size(self) -> int:
+        """Bytes in ``model_log.log`` so far (it is appended to across runs)."""
+        path = self.logs / "model_log.log"
+        return path.stat().st_size if path.is_file() else 0
+
+    def start_failures(self, since: int = 0) -> list[str]:
+        """The lines of ``model_log.log`` after its first ``since`` bytes where a worker's
+        handler said why it cannot start (:data:`handler.START_FAILURE`), each once."""
+        path = self.logs / "model_log.log"
+        if not path.is_file():
+            return []
+        with open(path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        found = [line[line.index(START_FAILURE):] for line in lines if START_FAILURE in line]
+        return list(dict.fromkeys(found))
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def write_properties(self, models: Sequence[str]) -> None:
@@ -252,6 +270,7 @@ class TorchServe:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.key_file.unlink(missing_ok=True)
         self.write_properties(models)
+        log_size = self.model_log_size()
 
         with open(self.logs / "torchserve.out", "wb") as out:  # this run's JVM output only
             subprocess.run(
@@ -270,20 +289,25 @@ class TorchServe:
                 check=True,
             )
         try:
-            self.wait_ready(models, timeout)
+            self.wait_ready(models, timeout, log_size)
         except ServerError:
             self.stop()  # no half-started server, worker or runtime file left behind
             raise
         self.key_file.chmod(0o600)
 
-    def wait_ready(self, models: Sequence[str], timeout: float) -> None:
+    def wait_ready(self, models: Sequence[str], timeout: float, log_size: int = 0) -> None:
         """Poll the management API until every model has its workers READY. ``/ping`` says
-        Healthy seconds before the workers can answer, so it is not enough."""
+        Healthy seconds before the workers can answer, so it is not enough. Raises
+        :class:`ServerError` at once when a worker's handler says it cannot start (in
+        ``model_log.log`` after its first ``log_size`` bytes), else after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         client = None
         while time.monotonic() < deadline:
             if self.pid() is None:
                 raise ServerError(f"TorchServe exited while starting.\n{self.log_tail()}")
+            failures = self.start_failures(log_size)
+            if failures:  # TorchServe would retry the worker until the timeout: say why now
+                raise ServerError("a worker could not start:\n" + "\n".join(failures))
             if client is None and self.key_file.is_file():
                 client = self.client(timeout=5.0)
             if client is not None and all(self._model_ready(client, name) for name in models):

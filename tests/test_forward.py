@@ -8,6 +8,8 @@ check the errors a misconfigured backend gives."""
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,7 @@ def test_an_unknown_backend_is_refused_with_the_choices(unpacked):
 
 def test_a_missing_onnx_file_says_to_package_again(shipped_models):
     # models/<name> holds what training exported; model.onnx only exists in the archive
-    with pytest.raises(BackendError, match="model.onnx is missing: package the model again with make archive"):
+    with pytest.raises(BackendError, match=r"model.onnx is missing: package the model with handler.backend: onnxruntime \(make archive\)"):
         load_backend("onnxruntime", torch.jit.load(str(shipped_models / "digits" / "model.pt")), shipped_models / "digits", 1)
 
 
@@ -104,3 +106,37 @@ def onnx_of_another_model(shipped_models: Path, size: int) -> bytes:
     from handler.forward import export_onnx
 
     return export_onnx(torch.jit.load(str(shipped_models / "letters" / "model.pt")), size)
+
+
+def test_an_archive_for_the_torchscript_backend_needs_no_onnx(shipped_models, tmp_path):
+    config = serving_config()
+    config["defaults"]["handler"]["backend"] = "torchscript"
+    archive = build_archive("digits", shipped_models, tmp_path / "store", config, tmp_path / "build")
+    folder = unpack_archive(archive, tmp_path / "digits")
+    assert not (folder / ONNX_FILE).exists()
+    load_backend("torchscript", torch.jit.load(str(folder / "model.pt")), folder, threads=1)
+
+
+def test_make_archive_refuses_an_unknown_backend_before_packaging(shipped_models, tmp_path):
+    config = serving_config()
+    config["models"]["digits"] = {"handler": {"backend": "onnxrt"}}
+    with pytest.raises(BackendError, match="digits: unknown handler.backend 'onnxrt' in the serving configuration: "
+                                           "choose one of torchscript, onnxruntime"):
+        build_archive("digits", shipped_models, tmp_path / "store", config, tmp_path / "build")
+
+
+def test_exporting_without_the_onnx_package_says_what_to_install(shipped_models, monkeypatch):
+    from handler.forward import export_onnx
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    with pytest.raises(BackendError, match="needs the onnx package: pip install -r requirements.txt, "
+                                           "or set handler.backend: torchscript"):
+        export_onnx(torch.jit.load(str(shipped_models / "digits" / "model.pt")), 28)
+
+
+def test_a_model_file_that_is_not_torchscript_is_named_in_the_error(shipped_models, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models / "digits", models / "digits")
+    (models / "digits" / "model.pt").write_bytes(b"not a TorchScript archive")
+    with pytest.raises(BackendError, match=r"models/digits/model.pt is not a TorchScript model \(.*\): export it again"):
+        build_archive("digits", models, tmp_path / "store", serving_config(), tmp_path / "build")

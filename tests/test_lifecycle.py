@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -145,3 +146,23 @@ def test_make_serve_then_stop_leaves_no_process_and_no_stray_file(shipped_models
     assert "TorchServe was not running." in make("stop", cwd=project).stdout
     down = make("status", cwd=project, check=False)
     assert down.returncode != 0 and "TorchServe is not running" in down.stdout
+
+
+def test_a_worker_that_cannot_start_fails_make_serve_at_once_and_says_why(shipped_models, tmp_path, monkeypatch):
+    build_archive("digits", shipped_models, tmp_path / "store", serving_config(), tmp_path / "build")
+    server = TorchServe(run_dir=tmp_path / "run", model_store=tmp_path / "store",
+                        ports=dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)))))
+    monkeypatch.setenv("RECOGNIZER_BACKEND", "tensorrt")  # a typo, as a user makes one
+    started = time.monotonic()
+    with pytest.raises(ServerError) as raised:
+        server.start(["digits"], timeout=150)
+    assert time.monotonic() - started < 60  # not the whole timeout: TorchServe would retry forever
+    assert ("a worker could not start:\nthe recognizer handler cannot start: digits: BackendError: "
+            "unknown handler.backend 'tensorrt': choose one of torchscript, onnxruntime") in str(raised.value)
+    assert server.pid() is None  # stopped, nothing left behind
+    # the next start, with the setting fixed, does not trip over the earlier failure in the log
+    monkeypatch.delenv("RECOGNIZER_BACKEND")
+    try:
+        server.start(["digits"], timeout=150)
+    finally:
+        server.stop()
