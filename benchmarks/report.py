@@ -137,8 +137,8 @@ def memory(results: dict[str, Any]) -> list[str]:
                  f"one process, {flask['torch_threads']} torch threads"])
     cold = results["cold_start"]
     lead = [f"Cold start (TorchServe started until all of {', '.join(cold['models'])} READY): "
-            f"{', '.join(str(s) for s in cold['runs_s'])} s. Memory after the load (RSS, MB):", ""]
-    return lead + _table(["process", "RSS MB", ""], rows)
+            f"{', '.join(str(s) for s in cold['runs_s'])} s. Memory after the load (RSS, MiB):", ""]
+    return lead + _table(["process", "RSS MiB", ""], rows)
 
 
 def accuracy(results: dict[str, Any]) -> list[str]:
