@@ -31,7 +31,9 @@ from typing import Any
 import torch
 import yaml
 
-from handler.forward import BACKENDS, DEFAULT_BACKEND, ONNX_FILE, BackendError, OnnxRuntimeModel, check_same, export_onnx
+from handler.forward import (
+    DEFAULT_BACKEND, ONNX_FILE, BackendError, OnnxRuntimeModel, check_same, export_onnx, known_backend,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 HANDLER_MODULES = (
@@ -76,29 +78,32 @@ def build_archive(
             f"(make train) or point MODELS_DIR at exported models"
         )
     settings = model_config(config, name)
-    backend = settings["handler"].get("backend", DEFAULT_BACKEND)
-    if backend not in BACKENDS:
-        raise BackendError(f"{name}: unknown handler.backend {backend!r} in the serving configuration: "
-                           f"choose one of {', '.join(BACKENDS)}")
+    try:
+        backend = known_backend(settings["handler"].get("backend", DEFAULT_BACKEND), " in the serving configuration")
+    except BackendError as error:
+        raise BackendError(f"{name}: {error}") from None
     build_dir.mkdir(parents=True, exist_ok=True)
     model_store.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir))  # concurrent builds never meet
     try:
-        package(name, model_dir, model_store, settings, stage)
+        package(name, model_dir, model_store, settings, backend, stage)
     finally:
         shutil.rmtree(stage)
     return model_store / f"{name}.mar"
 
 
-def package(name: str, model_dir: Path, model_store: Path, settings: dict[str, Any], stage: Path) -> None:
-    """Lay out the archive's files in ``stage`` and run torch-model-archiver on them."""
+def package(
+    name: str, model_dir: Path, model_store: Path, settings: dict[str, Any], backend: str, stage: Path
+) -> None:
+    """Lay out the archive's files in ``stage`` (``model.onnx`` too for the ``onnxruntime``
+    ``backend``) and run torch-model-archiver on them."""
     extra = stage / "extra"
     (extra / "handler").mkdir(parents=True)
     for module in HANDLER_MODULES:
         shutil.copy2(PROJECT / "handler" / module, extra / "handler" / module)
     for metadata in METADATA_FILES:
         shutil.copy2(model_dir / metadata, extra / metadata)
-    if settings["handler"].get("backend", DEFAULT_BACKEND) == "onnxruntime":
+    if backend == "onnxruntime":
         write_onnx(model_dir, extra / ONNX_FILE)
     run_archiver(
         name, model_version(model_dir), extra / "handler" / "recognizer.py", settings, model_store, stage,

@@ -97,15 +97,21 @@ class OnnxRuntimeModel:
         return torch.from_numpy(self.session.run([OUTPUT], {INPUT: glyphs})[0])
 
 
+def known_backend(name: str, where: str = "") -> str:
+    """``name`` when it is one of :data:`BACKENDS`; else raises :class:`BackendError` naming the
+    choices (``where`` says where the name was read, e.g. " in the serving configuration")."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown handler.backend {name!r}{where}: choose one of {', '.join(BACKENDS)}")
+    return name
+
+
 def load_backend(name: str, model: torch.jit.ScriptModule, model_dir: Path, threads: int) -> Forward:
     """The forward pass of backend ``name`` (one of :data:`BACKENDS`) for the archive unpacked in
     ``model_dir`` whose TorchScript model is ``model``. Raises :class:`BackendError` for an
     unknown name, or when the backend cannot run."""
-    if name == "torchscript":
+    if known_backend(name) == "torchscript":
         return optimized_torchscript(model)
-    if name == "onnxruntime":
-        return OnnxRuntimeModel(model_dir / ONNX_FILE, threads)
-    raise BackendError(f"unknown handler.backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return OnnxRuntimeModel(model_dir / ONNX_FILE, threads)
 
 
 def check_same(backend: Forward, model: torch.jit.ScriptModule, inputs: torch.Tensor, what: str) -> None:
