@@ -50,8 +50,9 @@ MODELS_DIR ?= models
 MODEL_STORE ?= model_store
 RUN_DIR ?= .run
 ARCHIVES := $(MODEL:%=$(MODEL_STORE)/%.mar)
-HANDLER_FILES := handler/__init__.py handler/confidence.py handler/explain.py handler/forward.py handler/glyph.py handler/payload.py \
-	handler/envelope.py handler/recognizer.py handler/text.py handler/archive.py config/serving.yaml
+# Every module of handler/ (a superset of what handler/archive.py's HANDLER_MODULES packages, so
+# the list lives in one place and an archive is never stale) and the serving settings.
+HANDLER_FILES := $(wildcard handler/*.py) config/serving.yaml
 SERVE_FLAGS = --run-dir $(RUN_DIR) \
 	$(if $(INFERENCE_PORT),--inference-port $(INFERENCE_PORT)) \
 	$(if $(MANAGEMENT_PORT),--management-port $(MANAGEMENT_PORT)) \
