@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 
 NO_CALIBRATION = {"temperature": 1.0, "reject_threshold": None}
@@ -54,9 +53,9 @@ def character_probability(outputs: torch.Tensor, num_classes: int, temperature: 
     return torch.softmax(outputs / temperature, dim=1)[:, :num_classes].max(dim=1).values
 
 
-def ranking(probabilities: torch.Tensor, classes: Sequence[str], count: int) -> list[dict[str, Any]]:
-    """The ``count`` most probable labels of one drawing (``probabilities`` float [K]), best first
-    (ties in class order): ``[{"label", "probability"}, ...]``, the answers' ``top_k``."""
-    values = probabilities.tolist()
-    order = np.argsort(-probabilities.numpy(), kind="stable")
-    return [{"label": classes[i], "probability": values[i]} for i in order[:count]]
+def ranking(probabilities: Sequence[float], classes: Sequence[str], count: int) -> list[dict[str, Any]]:
+    """The ``count`` most probable labels of one drawing (``probabilities``: its K class
+    probabilities, e.g. a row's ``tolist()``, which the answer's ``probabilities`` reuses), best
+    first (ties in class order): ``[{"label", "probability"}, ...]``, the answers' ``top_k``."""
+    order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])  # a stable sort
+    return [{"label": classes[i], "probability": probabilities[i]} for i in order[:count]]

@@ -272,7 +272,8 @@ class RecognizerHandler(BaseHandler):
         """The output contract: best label, its calibrated confidence, whether the drawing is
         accepted as one of the model's characters, the ``top_k`` ranking and every class's
         probability."""
-        top = ranking(probabilities, self.classes, request.top_k or self.default_top_k)
+        values = probabilities.tolist()
+        top = ranking(values, self.classes, request.top_k or self.default_top_k)
         result = {
             "model": self.context.model_name,
             "version": self.version,
@@ -280,7 +281,7 @@ class RecognizerHandler(BaseHandler):
             "confidence": top[0]["probability"],
             "accepted": is_character,
             "top_k": top,
-            "probabilities": dict(zip(self.classes, probabilities.tolist())),
+            "probabilities": dict(zip(self.classes, values)),
         }
         if request.return_input:
             result["input"] = glyph_png_base64(glyph)
@@ -300,7 +301,7 @@ class RecognizerHandler(BaseHandler):
         characters = []
         for chosen in reading.characters:
             row = rows[chosen]
-            top = ranking(batch.probabilities[row], self.classes, request.top_k or self.default_top_k)
+            top = ranking(batch.probabilities[row].tolist(), self.classes, request.top_k or self.default_top_k)
             character = {
                 "label": top[0]["label"],
                 "confidence": top[0]["probability"],
