@@ -200,7 +200,8 @@ def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
     by_mode: dict[str, list[bytes]] = {}
     for png in canvases:
         by_mode.setdefault(Image.open(io.BytesIO(png)).mode, []).append(png)
-    return {mode: {name: median_ms(decode, pngs) for name, decode in decoders().items()} for mode, pngs in by_mode.items()}
+    found = decoders()
+    return {mode: {name: median_ms(decode, pngs) for name, decode in found.items()} for mode, pngs in by_mode.items()}
 
 
 def run(models_dir: Path, data_dir: Path) -> dict[str, Any]:

@@ -214,18 +214,21 @@ class TorchServe:
                 parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
         return "\n".join(parts) or f"(no logs in {self.logs})"
 
+    @property
+    def model_log(self) -> Path:
+        """The workers' log: their warnings and errors, appended to across runs."""
+        return self.logs / "model_log.log"
+
     def model_log_size(self) -> int:
-        """Bytes in ``model_log.log`` so far (it is appended to across runs)."""
-        path = self.logs / "model_log.log"
-        return path.stat().st_size if path.is_file() else 0
+        """Bytes in :attr:`model_log` so far."""
+        return self.model_log.stat().st_size if self.model_log.is_file() else 0
 
     def start_failures(self, since: int = 0) -> list[str]:
-        """The lines of ``model_log.log`` after its first ``since`` bytes where a worker's
+        """The lines of :attr:`model_log` after its first ``since`` bytes where a worker's
         handler said why it cannot start (:data:`handler.START_FAILURE`), each once."""
-        path = self.logs / "model_log.log"
-        if not path.is_file():
+        if not self.model_log.is_file():
             return []
-        with open(path, "rb") as log:
+        with open(self.model_log, "rb") as log:
             log.seek(since)
             lines = log.read().decode(errors="replace").splitlines()
         found = [line[line.index(START_FAILURE):] for line in lines if START_FAILURE in line]
