@@ -3,7 +3,8 @@
     python -m benchmarks.levers --data-dir ../shared/datasets --out build/levers.json
 
 ``make bench`` measures what the service runs (and the forward pass of each ``handler.backend``);
-this measures, in process on one thread, what it does not run and why:
+this measures, in process on one thread, what it does not run and why (and what the handler's
+decoding costs against the decoders it does not use):
 
 - **channels-last**: the forward pass of one drawing by ``model.pt`` frozen and optimized for
   inference (the ``torchscript`` backend) with its input in the default layout and in
@@ -17,10 +18,12 @@ this measures, in process on one thread, what it does not run and why:
   test scans and the test writers' pen characters (the issue allows at most 0.1%);
 - **JSON**: encoding a ``balanced`` answer (47 probabilities) with the standard library's
   ``json.dumps`` against orjson (what the handler uses, :func:`handler.recognizer.to_json`);
-- **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow (what the handler
-  uses) and by the other decoders found installed (OpenCV, imagecodecs, pyspng; none is a
-  dependency of the project: ``pip install opencv-python-headless imagecodecs pyspng`` into the
-  virtualenv to compare them).
+- **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow alone, by the
+  handler's ``decode_image`` (libspng through pyspng for plain PNGs, :mod:`handler.png`) and by
+  the other decoders found installed (OpenCV, imagecodecs; neither is a dependency of the
+  project: ``pip install opencv-python-headless imagecodecs`` into the virtualenv to compare
+  them); and the inflation of their image data alone by the system's zlib (which Pillow links)
+  and by zlib-ng when installed (``pip install zlib-ng``): where a PNG decoder's time goes.
 
 On a fresh clone it first normalizes the datasets and draws the pen data (about 5 minutes, then
 cached in ``.cache/``).
@@ -39,6 +42,7 @@ import shlex
 import sys
 import tempfile
 import warnings
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,6 +57,7 @@ from benchmarks.run import load_conditions, machine, model_files
 from handler.archive import write_onnx
 from handler.forward import BACKENDS, ONNX_FILE, load_backend
 from handler.glyph import GlyphSettings, decode_image
+from handler.png import chunks
 from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler, to_json
 from training.model import CaseMerged, GlyphNet
@@ -61,6 +66,7 @@ from training.train import load_config, pen_characters
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODELS = ("digits", "letters", "balanced")
+HANDLER_DECODER = "handler (decode_image: libspng for plain PNGs)"
 CALIBRATION = 2000  # validation scans, and as many validation pen characters, to calibrate int8
 
 
@@ -171,9 +177,17 @@ def balanced_answer(models_dir: Path, png: bytes) -> dict[str, Any]:
     return json.loads(handler.handle([{"body": png}], context)[0])
 
 
+def pillow_decode(png: bytes) -> Image.Image:
+    """``png`` decoded by Pillow alone (how the handler decoded every image before handler/png.py)."""
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image
+
+
 def decoders() -> dict[str, Callable[[bytes], Any]]:
-    """Pillow (as the handler decodes) and each other PNG decoder that is installed."""
-    found: dict[str, Callable[[bytes], Any]] = {"pillow": decode_image}
+    """Pillow alone, the handler's :func:`handler.glyph.decode_image` (libspng for plain PNGs,
+    :mod:`handler.png`) and each other PNG decoder that is installed."""
+    found: dict[str, Callable[[bytes], Any]] = {"pillow": pillow_decode, HANDLER_DECODER: decode_image}
     try:
         import cv2
 
@@ -186,22 +200,48 @@ def decoders() -> dict[str, Callable[[bytes], Any]]:
         found[f"imagecodecs {imagecodecs.__version__} (libpng)"] = imagecodecs.png_decode
     except ImportError:
         pass
-    try:
-        import pyspng
+    return found
 
-        found["pyspng (libspng)"] = pyspng.load
+
+def by_mode(canvases: list[bytes]) -> dict[str, list[bytes]]:
+    """The canvases grouped by their image mode (``L``, ``RGBA``)."""
+    groups: dict[str, list[bytes]] = {}
+    for png in canvases:
+        groups.setdefault(Image.open(io.BytesIO(png)).mode, []).append(png)
+    return groups
+
+
+def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
+    """ms per canvas by each decoder of :func:`decoders`, per image mode."""
+    found = decoders()
+    return {mode: {name: median_ms(decode, pngs) for name, decode in found.items()} for mode, pngs in by_mode(canvases).items()}
+
+
+def image_data(png: bytes) -> bytes:
+    """The zlib stream of a PNG: its IDAT chunks' data, joined."""
+    return b"".join(body for kind, body in chunks(png) if kind == b"IDAT")
+
+
+def inflaters() -> dict[str, Callable[[bytes], bytes]]:
+    """zlib as Python and Pillow link it (the system's), and zlib-ng when installed."""
+    found: dict[str, Callable[[bytes], bytes]] = {f"zlib {zlib.ZLIB_RUNTIME_VERSION}": zlib.decompress}
+    try:
+        from zlib_ng import zlib_ng
+
+        found[f"zlib-ng {zlib_ng.ZLIBNG_VERSION}"] = zlib_ng.decompress
     except ImportError:
         pass
     return found
 
 
-def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
-    """ms per canvas by each decoder of :func:`decoders`, per image mode."""
-    by_mode: dict[str, list[bytes]] = {}
-    for png in canvases:
-        by_mode.setdefault(Image.open(io.BytesIO(png)).mode, []).append(png)
-    found = decoders()
-    return {mode: {name: median_ms(decode, pngs) for name, decode in found.items()} for mode, pngs in by_mode.items()}
+def inflate_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
+    """ms per canvas to inflate its image data alone (the first half of decoding a PNG, before
+    the rows are unfiltered) by each of :func:`inflaters`, per image mode."""
+    found = inflaters()
+    return {
+        mode: {name: median_ms(inflate, [image_data(png) for png in pngs]) for name, inflate in found.items()}
+        for mode, pngs in by_mode(canvases).items()
+    }
 
 
 def run(models_dir: Path, data_dir: Path) -> dict[str, Any]:
@@ -219,6 +259,7 @@ def run(models_dir: Path, data_dir: Path) -> dict[str, Any]:
         "conditions_at_start": load_conditions(),
         "torch_threads": 1,
         "decoders_ms": decoder_lever(canvases),
+        "inflate_ms": inflate_lever(canvases),
         "json_us": json_lever(balanced_answer(models_dir, canvases[0])),
         "channels_last_ms": channels_last_lever(models_dir / "digits", [torch.randn(1, 1, 28, 28) for _ in range(100)]),
         "int8": {name: int8_lever(name, models_dir / name, data_dir) for name in MODELS},

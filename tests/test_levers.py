@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from benchmarks.heldout import canvas_pngs, typeset_heldout
-from benchmarks.levers import balanced_answer, channels_last_lever, decoder_lever, eager_network, json_lever, quantize_int8
+from benchmarks.levers import (
+    HANDLER_DECODER, balanced_answer, channels_last_lever, decoder_lever, eager_network, inflate_lever, json_lever, quantize_int8,
+)
 from tests.conftest import typeset_inputs
 from training.model import CaseMerged
 
@@ -42,7 +44,9 @@ def test_channels_last_and_the_decoders_are_timed(shipped_models):
     pngs = [png for png in canvas_pngs(typeset_heldout("digits", [str(d) for d in range(10)]).images, range(6)) if png]
     by_mode = decoder_lever(pngs)
     assert set(by_mode) == {"L", "RGBA"}  # the three canvas styles: two greyscale, one transparent
-    assert all(figures["pillow"] > 0 for figures in by_mode.values())
+    assert all(figures["pillow"] > 0 and figures[HANDLER_DECODER] > 0 for figures in by_mode.values())
+    inflated = inflate_lever(pngs)
+    assert set(inflated) == {"L", "RGBA"} and all(any(name.startswith("zlib ") for name in f) for f in inflated.values())
 
 
 def test_both_encoders_are_timed_on_a_whole_balanced_answer(shipped_models):

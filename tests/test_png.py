@@ -1,0 +1,118 @@
+"""Specification of handler/png.py: libspng decodes the PNGs canvases make, to Pillow's very
+pixels; every other PNG, and every PNG libspng refuses, is left to Pillow, so decode_image accepts
+and refuses the same files as before."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from client.sketch import png_bytes
+from handler.glyph import InputError, decode_image
+from handler.png import PLAIN_CHUNKS, chunks, decode_png, plain_mode
+from tests.canvases import drawing, encode
+
+RNG = np.random.default_rng(13)
+
+
+def noise(mode: str, size=(53, 37)) -> Image.Image:
+    """Random pixels: every filter type and byte value shows up in the PNG stream."""
+    bands = len(Image.new(mode, (1, 1)).getbands())
+    return Image.fromarray(RNG.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8).squeeze(axis=-1 if bands == 1 else None))
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """``png`` with one more chunk right after its IHDR (8 + 25 bytes)."""
+    return png[:33] + chunk(kind, body) + png[33:]
+
+
+def pillow_pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize(
+    "extra", [None, (b"gAMA", struct.pack(">I", 45455)), (b"sRGB", b"\x00"), (b"sBIT", b"\x05\x05\x05\x05"), (b"pHYs", bytes(9))]
+)
+def test_a_plain_png_is_decoded_to_pillows_pixels(mode, extra):
+    png = encode(noise(mode))
+    if extra:
+        png = with_chunk(png, *extra)
+    image = decode_png(png)
+    assert plain_mode(png) == mode and image is not None and image.mode == mode
+    assert np.array_equal(np.asarray(image), pillow_pixels(png))
+
+
+@pytest.mark.parametrize("style", ["L", "RGBA", "RGB"])
+def test_the_canvases_of_the_client_and_of_pillow_are_plain(style):
+    """What the Gradio app sends (a Sketchpad's RGBA composite) and what Pillow saves are plain,
+    so the service decodes them by libspng."""
+    ink = drawing("7")
+    image = {"L": ink, "RGB": ink.convert("RGB"), "RGBA": Image.merge("RGBA", [ink] * 3 + [ink.point(lambda v: 255 - v)])}[style]
+    png = png_bytes(image)
+    assert plain_mode(png) == style
+    assert np.array_equal(np.asarray(decode_image(png)), np.asarray(image))
+
+
+def exif_png() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turned
+    return encode(noise("L"), exif=exif)
+
+
+def text_png() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="3"/></x:xmpmeta>')
+    return encode(noise("L"), pnginfo=info)
+
+
+@pytest.mark.parametrize(
+    "why, png",
+    [
+        ("palette", lambda: encode(noise("L").convert("P"))),
+        ("grey with alpha", lambda: encode(noise("LA"))),
+        ("1 bit", lambda: encode(noise("L").convert("1"))),
+        ("16 bits", lambda: encode(Image.fromarray(RNG.integers(0, 65535, (9, 9), dtype=np.uint16)))),
+        ("tRNS transparency", lambda: encode(noise("RGB"), transparency=(0, 0, 0))),
+        ("EXIF orientation", exif_png),
+        ("XMP orientation in a text chunk", text_png),
+        ("APNG frames", lambda: encode(noise("RGB"), save_all=True, append_images=[noise("RGB")])),
+        ("interlaced", lambda: encode(noise("L"))[:28] + b"\x01" + encode(noise("L"))[29:]),
+        ("no IEND", lambda: encode(noise("L"))[:-12]),
+        ("a chunk running past the end", lambda: encode(noise("L"))[:-6]),
+        ("not a PNG", lambda: encode(noise("RGB"), "BMP")),
+    ],
+)
+def test_other_pngs_are_left_to_pillow(why, png):
+    assert plain_mode(png()) is None and decode_png(png()) is None
+
+
+def test_an_exif_orientation_is_still_applied():
+    assert decode_image(exif_png()).size == (37, 53)  # stored 53 wide, shown turned
+
+
+@pytest.mark.parametrize("damage", ["truncated stream", "corrupt stream"])
+def test_what_libspng_refuses_is_left_to_pillow_which_says_what_is_wrong(damage):
+    png = encode(noise("L", (200, 200)))
+    start = png.index(b"IDAT") + 4
+    length = struct.unpack(">I", png[start - 8 : start - 4])[0]
+    body = png[start : start + length]
+    body = body[: len(body) // 2] if damage == "truncated stream" else body[:20] + bytes(len(body) - 20)
+    broken = png[: start - 8] + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    assert plain_mode(broken) == "L" and decode_png(broken) is None
+    with pytest.raises(InputError, match="could not be decoded"):
+        decode_image(broken)
+
+
+def test_chunks_are_read_in_order_with_their_data():
+    png = with_chunk(encode(noise("L")), b"gAMA", b"\x00\x00\xb1\x8f")
+    kinds = [kind for kind, _ in chunks(png)]
+    assert kinds[:2] == [b"IHDR", b"gAMA"] and kinds[-1] == b"IEND" and set(kinds) <= PLAIN_CHUNKS
+    assert dict(chunks(png))[b"gAMA"] == b"\x00\x00\xb1\x8f"
