@@ -2,12 +2,12 @@
 serve one, measured in the same ``make bench`` rounds as TorchServe.
 
 One process, Flask's own server (werkzeug, ``threaded=True``: a thread per connection, keep-alive
-HTTP/1.1), PIL decoding, and for each model the *same* TorchScript file the service serves
+HTTP/1.1), and for each model the *same* TorchScript file the service serves
 (``torch.jit.load`` of ``<models-dir>/<name>/model.pt``, ``eval()``, ``torch.no_grad()``, torch's
 default thread settings unless ``--torch-threads`` says otherwise, no freezing; two warm-up
-passes at load, as the handler makes) behind the *same* normalization
+passes at load, as the handler makes) behind the *same* decoding and normalization
 (:func:`handler.glyph.canvas_to_glyph` with the model's ``preprocessing.json`` glyph settings,
-mean and std). So it differs from the service only in how it serves: what the comparison is about.
+mean and std: PIL, and libspng for a plain PNG, :mod:`handler.png`). So it differs from the service only in how it serves: what the comparison is about.
 
 ``POST /predictions/<model>`` with the raw image as the body (``curl --data-binary @drawing.png
 -H 'Content-Type: image/png'``, as the load generator sends it; no token; ``curl -T`` would PUT) answers ``{"label", "confidence", "top_k", "probabilities"}``:
