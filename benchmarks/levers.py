@@ -1,4 +1,4 @@
-"""The performance levers that were measured and not kept, measured again by one command.
+"""The performance levers not kept, and the alternatives to those kept, measured again by one command.
 
     python -m benchmarks.levers --data-dir ../shared/datasets --out build/levers.json
 
@@ -219,7 +219,7 @@ def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
 
 def image_data(png: bytes) -> bytes:
     """The zlib stream of a PNG: its IDAT chunks' data, joined."""
-    return b"".join(body for kind, body in chunks(png) if kind == b"IDAT")
+    return b"".join(body for kind, body, _ in chunks(png) if kind == b"IDAT")
 
 
 def inflaters() -> dict[str, Callable[[bytes], bytes]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -112,7 +113,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:  # PIL's own guard, for the most extreme sizes
         raise InputError(f"the image declares far too many pixels; {too_large}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error, IndexError) as exc:
+        # struct.error, IndexError: Pillow reading a chunk shorter than its kind's (a PNG's gAMA, iCCP)
         raise InputError(
             "the body is not a readable image: send PNG, JPEG, WebP, GIF or BMP bytes"
         ) from exc
@@ -131,7 +133,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
     try:
         image.seek(0)  # animated GIF or WebP: the first frame
         image.load()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, Image.DecompressionBombError) as exc:
         raise InputError(f"the image could not be decoded (truncated or corrupt): {exc}") from exc
     try:
         # Phones store photos sideways or upside down with an EXIF (or XMP) Orientation tag that
