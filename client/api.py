@@ -295,9 +295,17 @@ class TorchServeClient:
         self, model: str, workers: int, version: str | None = None, timeout: float = 120.0
     ) -> dict[str, Any]:
         """Run exactly ``workers`` workers for ``model`` (default version) and wait until they are
-        READY (polling, for the reason given in :meth:`register`)."""
+        READY (polling, for the reason given in :meth:`register`). A 5xx is asked again, once: the
+        call only sets the worker count, and TorchServe 0.12 can fail a scale-down with a 500 when
+        it stops a worker as that worker takes a request (a NullPointerException in its
+        ``BatchAggregator.sendError``)."""
         params = {"min_worker": workers, "max_worker": workers}
-        self.call("management", "PUT", model_path(model, version), params=params)
+        try:
+            self.call("management", "PUT", model_path(model, version), params=params)
+        except ServingError as error:
+            if error.status < 500:
+                raise
+            self.call("management", "PUT", model_path(model, version), params=params)
         ready = self.wait_for_workers(model, version, workers, timeout)
         return {"status": f"{model} {ready['modelVersion']} runs {workers} workers, all READY"}
 

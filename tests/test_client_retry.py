@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from client.api import Endpoints, TorchServeClient
+from client.api import Endpoints, ServingError, TorchServeClient
 
 WORKER_DIED = (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."})
 KILLED = (507, {"code": 507, "type": "InternalServerException", "message": "Worker died."})
@@ -27,7 +27,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
     calls = 0
 
     def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
-        self.rfile.read(int(self.headers["Content-Length"]))
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status, body = Scripted.script[min(Scripted.calls, len(Scripted.script) - 1)]
         Scripted.calls += 1
         data = json.dumps(body).encode()
@@ -36,6 +36,8 @@ class Scripted(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    do_PUT = do_GET = do_POST  # noqa: N815 - a management call answers from the script as well
 
     def log_message(self, *args) -> None:
         pass
@@ -70,3 +72,26 @@ def test_other_server_errors_are_not_retried(client):
     Scripted.script, Scripted.calls = [HANDLER_FAILED, ANSWER], 0
     assert client.request("inference", "POST", "/predictions/digits", data=b"png").status_code == 503
     assert (Scripted.calls, client.retried) == (1, 0)
+
+
+SCALE_RACE = (500, {"code": 500, "type": "NullPointerException",
+                    "message": 'Cannot invoke "org.pytorch.serve.job.Job.isControlCmd()" because "job" is null'})
+SCALED = (200, {"status": "Processing worker updates..."})
+ONE_READY = (200, [{"modelVersion": "1.0", "minWorkers": 1, "workers": [{"status": "READY"}]}])
+
+
+def test_a_scale_that_torchserve_fails_with_a_5xx_is_asked_again_once(client):
+    """TorchServe 0.12 can answer a scale-down with a NullPointerException (seen under load in
+    tests/test_reliability.py's scaling test); setting the worker count again is harmless."""
+    Scripted.script, Scripted.calls = [SCALE_RACE, SCALED, ONE_READY], 0
+    assert client.scale("digits", 1)["status"] == "digits 1.0 runs 1 workers, all READY"
+    assert Scripted.calls == 3
+
+
+@pytest.mark.parametrize("answers", [[SCALE_RACE, SCALE_RACE], [(400, {"code": 400, "type": "BadRequestException", "message": "min > max"})]],
+                         ids=["5xx twice", "4xx"])
+def test_a_scale_is_asked_again_only_once_and_only_after_a_5xx(client, answers):
+    Scripted.script, Scripted.calls = answers, 0
+    with pytest.raises(ServingError):
+        client.scale("digits", 1)
+    assert Scripted.calls == len(answers)
