@@ -30,6 +30,7 @@ import base64
 import json
 import os
 import time
+import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -166,6 +167,7 @@ class TorchServeClient:
         self.session = requests.Session()
         self._keys: Keys | None = None
         self.retried = 0  # predictions sent again because their worker went away
+        self.desynchronized = 0  # predictions sent again because the answer read was another's
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -184,16 +186,29 @@ class TorchServeClient:
         kwargs.setdefault("timeout", self.timeout)
         headers = kwargs.pop("headers", {})
 
+        prediction = api == "inference" and path.startswith(("/predictions/", "/explanations/"))
+
         def send(key: str) -> requests.Response:
             auth = {**headers, "Authorization": f"Bearer {key}"}
-            return self.session.request(method, url, headers=auth, **kwargs)
+            if not prediction:
+                return self.session.request(method, url, headers=auth, **kwargs)
+            sent = uuid.uuid4().hex
+            response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
+            if response.headers.get("X-Correlation-Id", sent) != sent:
+                # Another request's answer: TorchServe 0.12 answered one request twice on this
+                # connection (docs/reliability.md), and every answer read from it since is the
+                # one before. Drop the connections and ask again on a new one.
+                self.desynchronized += 1
+                self.session.close()
+                response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
+            return response
 
         key = getattr(self.keys, api)
         response = send(key)
         if is_token_error(response):
             self._renew_key(api, key)
             response = send(getattr(self.keys, api))
-        if api == "inference" and path.startswith(("/predictions/", "/explanations/")) and is_worker_gone(response):
+        if prediction and is_worker_gone(response):
             # A prediction (or explanation) is a pure function of its input: send it again, once,
             # to a live worker.
             self.retried += 1

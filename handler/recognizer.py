@@ -50,6 +50,9 @@ BACKEND_ENV = "RECOGNIZER_BACKEND"  # overrides handler.backend without re-archi
 DEFAULT_TOP_K = 5
 DEFAULT_MAX_CHARACTERS = 32  # mode=text: characters per request (handler.max_characters)
 JSON_TYPE = "application/json"
+# A request's X-Correlation-Id is echoed on its answer, so that a client can check that the answer
+# it reads is its own (client.api does; docs/reliability.md, "Scaling under load").
+CORRELATION_ID = "x-correlation-id"
 
 
 def _keeping_repeats(retrieve: Callable[[list[dict]], tuple]) -> Callable[[list[dict]], tuple]:
@@ -140,10 +143,17 @@ class RecognizerHandler(BaseHandler):
 
     def handle(self, data: Any, context: Context) -> list[Any]:
         """BaseHandler's batch path, or, behind a KServe envelope, that path for each image of
-        the enveloped request with the answers in the envelope's shape."""
+        the enveloped request with the answers in the envelope's shape; each answer carries its
+        request's ``X-Correlation-Id`` when the request has one."""
         if self.envelope is None:
-            return super().handle(data, context)
-        return self.envelope.handle(super().handle, error_body, data, context)
+            answers = super().handle(data, context)
+        else:
+            answers = self.envelope.handle(super().handle, error_body, data, context)
+        for index in range(len(context.request_processor)):  # the HTTP requests (an envelope's hold many images)
+            sent = {name.lower(): value for name, value in context.get_all_request_header(index).items()}
+            if CORRELATION_ID in sent:
+                context.set_response_header(index, "X-Correlation-Id", sent[CORRELATION_ID])
+        return answers
 
     @timed
     def preprocess(self, data: list[dict[str, Any]]) -> Batch:

@@ -125,12 +125,13 @@ class Report:
     latency_ms: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)  # the first few, described
     retried: int = 0  # requests the client sent again because their worker went away
+    resent: int = 0  # requests the client sent again because it read another request's answer
 
     def figures(self) -> dict[str, Any]:
         return {"requests": self.sent, "failed": self.failed, "seconds": round(self.seconds, 1),
                 "requests_per_second": round(self.sent / self.seconds, 1) if self.seconds else 0.0,
                 "statuses": self.statuses, "latency_ms": self.latency_ms, "failures": self.failures,
-                "retried_after_worker_gone": self.retried}
+                "retried_after_worker_gone": self.retried, "resent_after_another_answer": self.resent}
 
 
 class Load:
@@ -203,6 +204,7 @@ class Load:
         return Report(sent=len(self.outcomes), failed=len(failures),
                       seconds=self.stopped - self.started, statuses=statuses, latency_ms=percentiles,
                       retried=sum(client.retried for client in self._clients),
+                      resent=sum(client.desynchronized for client in self._clients),
                       failures=[self.describe(o) for o in failures[:5]])
 
     def describe(self, outcome: Outcome) -> dict[str, Any]:

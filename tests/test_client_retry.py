@@ -26,14 +26,21 @@ class Scripted(http.server.BaseHTTPRequestHandler):
     script: list[tuple[int, dict]] = []
     calls = 0
 
+    echo: list[str | None] = []  # X-Correlation-Id to answer with, per call: "sent" echoes the request's
+    connections: set[int] = set()  # client ports seen
+
     def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status, body = Scripted.script[min(Scripted.calls, len(Scripted.script) - 1)]
+        echo = Scripted.echo[min(Scripted.calls, len(Scripted.echo) - 1)] if Scripted.echo else None
         Scripted.calls += 1
+        Scripted.connections.add(self.client_address[1])
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if echo is not None:
+            self.send_header("X-Correlation-Id", self.headers["X-Correlation-Id"] if echo == "sent" else echo)
         self.end_headers()
         self.wfile.write(data)
 
@@ -45,6 +52,8 @@ class Scripted(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TorchServeClient]:
+    Scripted.echo, Scripted.connections = [], set()
+    Scripted.protocol_version = "HTTP/1.1"  # keep-alive, as TorchServe
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -95,3 +104,20 @@ def test_a_scale_is_asked_again_only_once_and_only_after_a_5xx(client, answers):
     with pytest.raises(ServingError):
         client.scale("digits", 1)
     assert Scripted.calls == len(answers)
+
+
+def test_an_answer_to_another_request_is_asked_again_on_a_new_connection(client):
+    """TorchServe 0.12 once answered a request twice during a scale-down under load, and every
+    answer read from that keep-alive connection after it was the answer to the request before
+    (tests/test_reliability.py); the handler echoes X-Correlation-Id, the client checks it."""
+    Scripted.script, Scripted.calls = [(200, {"label": "0"}), ANSWER], 0
+    Scripted.echo = ["an earlier request's id", "sent"]
+    assert client.predict("digits", b"png") == {"label": "7"}
+    assert (Scripted.calls, client.desynchronized, len(Scripted.connections)) == (2, 1, 2)
+
+
+def test_an_answer_with_its_own_id_or_without_one_is_taken(client):
+    Scripted.script, Scripted.calls, Scripted.echo = [ANSWER], 0, ["sent", None]
+    assert client.predict("digits", b"png") == {"label": "7"}  # the handler's answer, echoed
+    assert client.predict("digits", b"png") == {"label": "7"}  # TorchServe's own, none to echo
+    assert (Scripted.calls, client.desynchronized, len(Scripted.connections)) == (2, 0, 1)

@@ -63,6 +63,17 @@ def test_every_body_shape_gets_the_output_contract(torchserve, model, shape):
     assert len(body["top_k"]) == (3 if shape.startswith("json") else 5)
 
 
+def test_an_answer_carries_its_requests_id_and_only_when_one_was_sent(torchserve):
+    """What client.api checks to tell its own answer from another request's (docs/reliability.md)."""
+    png = drawing_png("7")
+    sent = post(torchserve, "/predictions/digits", data=png, headers={"X-Correlation-Id": "3f2a-seven"})
+    refused = post(torchserve, "/predictions/digits", data=b"not an image", headers={"x-correlation-id": "9c1e-bad"})
+    plain = post(torchserve, "/predictions/digits", data=png)
+    assert (sent.status_code, sent.headers["X-Correlation-Id"]) == (200, "3f2a-seven")
+    assert (refused.status_code, refused.headers["X-Correlation-Id"]) == (400, "9c1e-bad")
+    assert plain.status_code == 200 and "X-Correlation-Id" not in plain.headers
+
+
 def test_the_same_drawing_gets_the_same_answer_whatever_the_body(torchserve):
     answers = [post(torchserve, "/predictions/balanced", **body()).json()["probabilities"] for body in BODIES.values()]
     assert all(answer == answers[0] for answer in answers)
