@@ -180,8 +180,10 @@ class TorchServeClient:
 
     def request(self, api: str, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One call to ``api`` ("inference" or "management") with the right token; a refused
-        token is renewed from the key file and the call retried once. (The metrics port needs
-        no token: ``curl <metrics URL>/metrics``.)"""
+        token is renewed from the key file and the call retried once. A prediction carries a
+        fresh ``X-Correlation-Id``, which the handler echoes: an answer with another one is
+        another request's, and the prediction is sent again on a new connection. (The metrics
+        port needs no token: ``curl <metrics URL>/metrics``.)"""
         url = getattr(self.endpoints, api).rstrip("/") + path
         kwargs.setdefault("timeout", self.timeout)
         headers = kwargs.pop("headers", {})
@@ -195,9 +197,9 @@ class TorchServeClient:
             sent = uuid.uuid4().hex
             response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
             if response.headers.get("X-Correlation-Id", sent) != sent:
-                # Another request's answer: TorchServe 0.12 answered one request twice on this
-                # connection (docs/reliability.md), and every answer read from it since is the
-                # one before. Drop the connections and ask again on a new one.
+                # Another request's answer: this connection is one answer behind, as after
+                # TorchServe 0.12 once wrote one answer twice under a scale-down
+                # (docs/reliability.md). Drop the connections and ask again on a new one.
                 self.desynchronized += 1
                 self.session.close()
                 response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
