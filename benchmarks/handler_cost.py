@@ -37,6 +37,8 @@ from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler
 
 STAGES = ("decode", "normalize", "forward", "postprocess")
+
+
 def worker_handler(model_dir: Path, name: str, serving_config: dict[str, Any], batch_size: int = 32) -> RecognizerHandler:
     """A :class:`RecognizerHandler` initialized as a TorchServe worker initializes it."""
     context = worker_context(model_dir, name, model_config(serving_config, name), batch_size)

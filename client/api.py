@@ -192,17 +192,17 @@ class TorchServeClient:
 
         def send(key: str) -> requests.Response:
             auth = {**headers, "Authorization": f"Bearer {key}"}
-            if not prediction:
-                return self.session.request(method, url, headers=auth, **kwargs)
-            sent = uuid.uuid4().hex
-            response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
-            if response.headers.get("X-Correlation-Id", sent) != sent:
+            sent = uuid.uuid4().hex if prediction else None
+            if sent:
+                auth["X-Correlation-Id"] = sent
+            response = self.session.request(method, url, headers=auth, **kwargs)
+            if sent and response.headers.get("X-Correlation-Id", sent) != sent:
                 # Another request's answer: this connection is one answer behind, as after
                 # TorchServe 0.12 once wrote one answer twice under a scale-down
                 # (docs/reliability.md). Drop the connections and ask again on a new one.
                 self.desynchronized += 1
                 self.session.close()
-                response = self.session.request(method, url, headers={**auth, "X-Correlation-Id": sent}, **kwargs)
+                response = self.session.request(method, url, headers=auth, **kwargs)
             return response
 
         key = getattr(self.keys, api)
