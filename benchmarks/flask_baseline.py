@@ -7,7 +7,7 @@ HTTP/1.1), and for each model the *same* TorchScript file the service serves
 default thread settings unless ``--torch-threads`` says otherwise, no freezing; two warm-up
 passes at load, as the handler makes) behind the *same* decoding and normalization
 (:func:`handler.glyph.canvas_to_glyph` with the model's ``preprocessing.json`` glyph settings,
-mean and std: PIL, and libspng for a plain PNG, :mod:`handler.png`). So it differs from the service only in how it serves: what the comparison is about.
+mean and std: PIL, and zlib-ng and libspng for a plain PNG, :mod:`handler.png`). So it differs from the service only in how it serves: what the comparison is about.
 
 ``POST /predictions/<model>`` with the raw image as the body (``curl --data-binary @drawing.png
 -H 'Content-Type: image/png'``, as the load generator sends it; no token; ``curl -T`` would PUT) answers ``{"label", "confidence", "top_k", "probabilities"}``:

@@ -19,11 +19,11 @@ decoding costs against the decoders it does not use):
 - **JSON**: encoding a ``balanced`` answer (47 probabilities) with the standard library's
   ``json.dumps`` against orjson (what the handler uses, :func:`handler.recognizer.to_json`);
 - **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow alone, by the
-  handler's ``decode_image`` (libspng through pyspng for plain PNGs, :mod:`handler.png`) and by
+  handler's ``decode_image`` (zlib-ng and libspng for plain PNGs, :mod:`handler.png`) and by
   the other decoders found installed (OpenCV, imagecodecs; neither is a dependency of the
   project: ``pip install opencv-python-headless imagecodecs`` into the virtualenv to compare
   them); and the inflation of their image data alone by the system's zlib (which Pillow links)
-  and by zlib-ng when installed (``pip install zlib-ng``): where a PNG decoder's time goes.
+  and by zlib-ng (which the handler uses): where a PNG decoder's time goes.
 
 On a fresh clone it first normalizes the datasets and draws the pen data (about 5 minutes, then
 cached in ``.cache/``).
@@ -50,6 +50,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from zlib_ng import zlib_ng
 
 from benchmarks.handler_cost import per_item_ms
 from benchmarks.heldout import canvas_pngs, load_heldout
@@ -66,7 +67,7 @@ from training.train import load_config, pen_characters
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODELS = ("digits", "letters", "balanced")
-HANDLER_DECODER = "handler (decode_image: libspng for plain PNGs)"
+HANDLER_DECODER = "handler (decode_image: zlib-ng and libspng for plain PNGs)"
 CALIBRATION = 2000  # validation scans, and as many validation pen characters, to calibrate int8
 
 
@@ -185,8 +186,8 @@ def pillow_decode(png: bytes) -> Image.Image:
 
 
 def decoders() -> dict[str, Callable[[bytes], Any]]:
-    """Pillow alone, the handler's :func:`handler.glyph.decode_image` (libspng for plain PNGs,
-    :mod:`handler.png`) and each other PNG decoder that is installed."""
+    """Pillow alone, the handler's :func:`handler.glyph.decode_image` (zlib-ng and libspng for
+    plain PNGs, :mod:`handler.png`) and each other PNG decoder that is installed."""
     found: dict[str, Callable[[bytes], Any]] = {"pillow": pillow_decode, HANDLER_DECODER: decode_image}
     try:
         import cv2
@@ -223,15 +224,8 @@ def image_data(png: bytes) -> bytes:
 
 
 def inflaters() -> dict[str, Callable[[bytes], bytes]]:
-    """zlib as Python and Pillow link it (the system's), and zlib-ng when installed."""
-    found: dict[str, Callable[[bytes], bytes]] = {f"zlib {zlib.ZLIB_RUNTIME_VERSION}": zlib.decompress}
-    try:
-        from zlib_ng import zlib_ng
-
-        found[f"zlib-ng {zlib_ng.ZLIBNG_VERSION}"] = zlib_ng.decompress
-    except ImportError:
-        pass
-    return found
+    """zlib as Python and Pillow link it (the system's), and zlib-ng as the handler uses it."""
+    return {f"zlib {zlib.ZLIB_RUNTIME_VERSION}": zlib.decompress, f"zlib-ng {zlib_ng.ZLIBNG_VERSION}": zlib_ng.decompress}
 
 
 def inflate_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:

@@ -1,36 +1,55 @@
-"""PNG decoding by libspng (through pyspng) for the PNGs it decodes exactly as Pillow does.
+"""PNG decoding by zlib-ng and libspng for the PNGs they decode exactly as Pillow does.
 
-Pillow inflates PNG data with the system's zlib, and on a canvas that is most of its decoding:
-the pixels of a 280x280 canvas are 78,400 bytes (greyscale) or 313,600 bytes (RGBA) packed into
-3-4 KB, which zlib 1.2.13 inflates in 0.09 and 0.55 ms of Pillow's 0.20 and 0.78. libspng
-(libspng.org) decodes the same canvases in 0.17 and 0.57 ms (``make bench-levers``; README,
-"Benchmarks", "Levers").
+Every PNG decoder available as a wheel here inflates with zlib 1.2: Pillow's wheel loads the
+system's ``libz.so.1`` (1.2.13 on Debian 12, although ``PIL.features`` reports the zlib-ng it was
+built with), and pyspng and OpenCV carry their own copy. On a canvas, inflating is most of the
+decoding: a 280x280 canvas's rows are 78,400 bytes (greyscale) or 313,600 bytes (RGBA) packed into
+3-4 KB, which zlib 1.2.13 inflates in 0.09 and 0.55 ms and zlib-ng (python-zlib-ng) in 0.02 and
+0.04 ms (``make bench-levers``). So a plain PNG (:func:`plain_png`) is inflated by zlib-ng, which
+checks the stream's adler32 as every zlib does, and its rows, stored again without compression
+(deflate's stored blocks, RFC 1951 section 3.2.4, which inflate as a copy), are unfiltered by
+libspng (libspng.org). A transparent canvas then decodes in about 0.28 ms instead of 0.57 (libspng
+alone) or 0.78 (Pillow).
 
-Only a *plain* PNG (:func:`plain_mode`) goes this way: 8-bit greyscale, RGB or RGBA, not
-interlaced, laid out as canvases and Pillow write it (IHDR first, then chunks that do not change
-the pixels Pillow decodes, then the image data and IEND), every chunk's CRC intact. Pillow decodes
-everything else (a palette, tRNS transparency, APNG frames, EXIF or XMP orientation, text, chunks
-after the image data, which Pillow reads and validates) and anything libspng refuses, so it
-decodes or refuses those files as before. libspng is more lenient on one thing: it does not check
-the zlib stream's own checksum (adler32), so a PNG whose chunks are intact but whose compressed
-data is not (which a transmission error does not produce, only a broken encoder or a crafted file)
-is decoded where Pillow refused it.
+Only a *plain* PNG goes this way: 8-bit greyscale, RGB or RGBA, not interlaced, laid out as
+canvases and Pillow write it (IHDR first, then chunks that do not change the pixels Pillow
+decodes, then the image data and IEND), every chunk's CRC intact, its image data exactly the rows
+its header declares. Pillow decodes everything else (a palette, tRNS transparency, APNG frames,
+EXIF or XMP orientation, text, chunks after the image data, which Pillow reads and validates) and
+anything zlib-ng or libspng refuses, so it decodes or refuses those files as before.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pyspng
 from PIL import Image
+from zlib_ng import zlib_ng
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODES = {0: "L", 2: "RGB", 6: "RGBA"}  # PNG colour type -> Pillow's mode, at 8 bits a sample
+BANDS = {"L": 1, "RGB": 3, "RGBA": 4}
 # Chunks before the image data that do not change the pixels Pillow decodes (it validates them
 # when it opens the file, before libspng is asked, and records them in Image.info).
 PLAIN_CHUNKS = frozenset({b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"sBIT", b"pHYs", b"tIME"})
+
+
+class PlainPng(NamedTuple):
+    """What decoding a plain PNG needs: Pillow's ``mode``, the IHDR chunk's 13 bytes
+    (``header``) and the zlib stream of its IDAT chunks, joined (``stream``)."""
+
+    mode: str
+    header: bytes
+    stream: bytes
+
+    @property
+    def rows_bytes(self) -> int:
+        """The size of the image's filtered rows (each one filter byte and its pixels' bytes)."""
+        width, height = struct.unpack_from(">II", self.header)
+        return height * (1 + width * BANDS[self.mode])
 
 
 def chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
@@ -48,13 +67,13 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
         position = start + length + 4
 
 
-def plain_mode(data: bytes) -> str | None:
-    """Pillow's mode of the image in ``data`` (``L``, ``RGB`` or ``RGBA``) when it is a plain PNG:
-    one IHDR, first, for 8 bits a sample and no interlacing; then only :data:`PLAIN_CHUNKS`; then
-    IDAT chunks, one after another, and IEND; every CRC intact. Else None."""
+def plain_png(data: bytes) -> PlainPng | None:
+    """``data`` as a :class:`PlainPng` when it is one: one IHDR, first, for 8-bit greyscale, RGB
+    or RGBA without interlacing; then only :data:`PLAIN_CHUNKS`; then IDAT chunks, one after
+    another, and IEND; every CRC intact. Else None."""
     if not data.startswith(SIGNATURE):
         return None
-    mode, in_data = None, False
+    mode, header, stream, in_data = None, b"", [], False
     for index, (kind, body, intact) in enumerate(chunks(data)):
         if not intact or (kind == b"IHDR") != (index == 0):
             return None
@@ -62,25 +81,57 @@ def plain_mode(data: bytes) -> str | None:
             if len(body) != 13:
                 return None
             depth, colour, _, _, interlace = body[8:13]
-            mode = MODES.get(colour) if depth == 8 and interlace == 0 else None
+            mode, header = (MODES.get(colour) if depth == 8 and interlace == 0 else None), body
         elif kind == b"IDAT":
             in_data = True
+            stream.append(body)
         elif kind == b"IEND":
-            return mode if in_data else None
+            return PlainPng(mode, header, b"".join(stream)) if mode and in_data else None
         elif in_data or kind not in PLAIN_CHUNKS:
             return None
     return None
 
 
+def inflate_rows(png: PlainPng) -> bytes | None:
+    """The filtered rows of ``png``, inflated by zlib-ng; None unless its stream is one whole
+    zlib stream (adler32 checked) holding exactly :attr:`PlainPng.rows_bytes`. Never inflates
+    more than that plus one byte, whatever the stream claims."""
+    expected = png.rows_bytes
+    inflater = zlib_ng.decompressobj()
+    try:
+        rows = inflater.decompress(png.stream, expected + 1)
+    except zlib_ng.error:  # a corrupt stream, or a wrong adler32
+        return None
+    complete = inflater.eof and not inflater.unused_data
+    return rows if complete and len(rows) == expected else None
+
+
+def _chunk(kind: bytes, body: bytes) -> list[bytes]:
+    """A PNG chunk, as the parts to join (the body is not copied here)."""
+    return [struct.pack(">I4s", len(body), kind), body, struct.pack(">I", zlib_ng.crc32(body, zlib_ng.crc32(kind)))]
+
+
+def stored_png(header: bytes, rows: bytes) -> bytes:
+    """A PNG of IHDR ``header`` whose IDAT holds the filtered ``rows`` uncompressed: a zlib
+    stream of deflate's stored blocks, written by zlib-ng at level 0 (memLevel 1, its fastest
+    way to store: about 0.03 ms for 313,600 bytes, against 0.08 at the default memLevel)."""
+    storer = zlib_ng.compressobj(0, zlib_ng.DEFLATED, zlib_ng.MAX_WBITS, 1)
+    stream = storer.compress(rows) + storer.flush()
+    return b"".join([SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", stream), *_chunk(b"IEND", b"")])
+
+
 def decode_png(data: bytes) -> Image.Image | None:
-    """The image in ``data`` decoded by libspng, as a Pillow image of mode ``L``, ``RGB`` or
-    ``RGBA`` whose pixels are the ones Pillow decodes, when ``data`` is a plain PNG
-    (:func:`plain_mode`) that libspng can decode; else None, for Pillow to decode it or to
-    report what is wrong with it. The caller checks the image's size before."""
-    if plain_mode(data) is None:
+    """The image in ``data`` as a Pillow image of mode ``L``, ``RGB`` or ``RGBA`` whose pixels are
+    the ones Pillow decodes, when ``data`` is a plain PNG (:func:`plain_png`) that zlib-ng
+    inflates to exactly its rows (:func:`inflate_rows`) and libspng unfilters; else None, for
+    Pillow to decode it or to report what is wrong with it. The caller checks the image's size
+    before."""
+    png = plain_png(data)
+    rows = None if png is None else inflate_rows(png)
+    if rows is None:
         return None
     try:
-        pixels = pyspng.load(data)
-    except RuntimeError:  # how pyspng reports every libspng error (a corrupt or truncated stream)
+        pixels = pyspng.load(stored_png(png.header, rows))
+    except RuntimeError:  # how pyspng reports every libspng error (a filter type out of range)
         return None
     return Image.fromarray(pixels)

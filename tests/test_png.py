@@ -1,9 +1,10 @@
-"""Specification of handler/png.py: libspng decodes the PNGs canvases make, to Pillow's very
-pixels; every other PNG, and every PNG libspng refuses, is left to Pillow, so decode_image accepts
-and refuses the same files as before."""
+"""Specification of handler/png.py: zlib-ng and libspng decode the PNGs canvases make, to
+Pillow's very pixels; every other PNG, and every PNG zlib-ng or libspng refuses, is left to Pillow,
+so decode_image accepts and refuses the same files as Pillow alone."""
 
 import io
 import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from client.sketch import png_bytes
 from handler.glyph import InputError, decode_image
-from handler.png import PLAIN_CHUNKS, chunks, decode_png, plain_mode
+from handler.png import PLAIN_CHUNKS, chunks, decode_png, inflate_rows, plain_png, stored_png
 from tests.canvases import drawing, encode
 
 RNG = np.random.default_rng(13)
@@ -46,18 +47,18 @@ def test_a_plain_png_is_decoded_to_pillows_pixels(mode, extra):
     if extra:
         png = with_chunk(png, *extra)
     image = decode_png(png)
-    assert plain_mode(png) == mode and image is not None and image.mode == mode
+    assert plain_png(png).mode == mode and image is not None and image.mode == mode
     assert np.array_equal(np.asarray(image), pillow_pixels(png))
 
 
 @pytest.mark.parametrize("style", ["L", "RGBA", "RGB"])
 def test_the_canvases_of_the_client_and_of_pillow_are_plain(style):
     """What the Gradio app sends (a Sketchpad's RGBA composite) and what Pillow saves are plain,
-    so the service decodes them by libspng."""
+    so the service decodes them by zlib-ng and libspng."""
     ink = drawing("7")
     image = {"L": ink, "RGB": ink.convert("RGB"), "RGBA": Image.merge("RGBA", [ink] * 3 + [ink.point(lambda v: 255 - v)])}[style]
     png = png_bytes(image)
-    assert plain_mode(png) == style
+    assert plain_png(png).mode == style
     assert np.array_equal(np.asarray(decode_image(png)), np.asarray(image))
 
 
@@ -91,7 +92,7 @@ def text_png() -> bytes:
     ],
 )
 def test_other_pngs_are_left_to_pillow(why, png):
-    assert plain_mode(png()) is None and decode_png(png()) is None
+    assert plain_png(png()) is None and decode_png(png()) is None
 
 
 def test_an_exif_orientation_is_still_applied():
@@ -99,14 +100,14 @@ def test_an_exif_orientation_is_still_applied():
 
 
 @pytest.mark.parametrize("damage", ["truncated stream", "corrupt stream"])
-def test_what_libspng_refuses_is_left_to_pillow_which_says_what_is_wrong(damage):
+def test_what_zlib_ng_refuses_is_left_to_pillow_which_says_what_is_wrong(damage):
     png = encode(noise("L", (200, 200)))
     start = png.index(b"IDAT") + 4
     length = struct.unpack(">I", png[start - 8 : start - 4])[0]
     body = png[start : start + length]
     body = body[: len(body) // 2] if damage == "truncated stream" else body[:20] + bytes(len(body) - 20)
     broken = png[: start - 8] + chunk(b"IDAT", body) + chunk(b"IEND", b"")
-    assert plain_mode(broken) == "L" and decode_png(broken) is None
+    assert plain_png(broken).mode == "L" and decode_png(broken) is None
     with pytest.raises(InputError, match="could not be decoded"):
         decode_image(broken)
 
@@ -150,7 +151,7 @@ END = chunk(b"IEND", b"")
     ],
 )
 def test_crafted_pngs_are_left_to_pillow(why, png):
-    assert plain_mode(png()) is None
+    assert plain_png(png()) is None
 
 
 @pytest.mark.parametrize("kind, body", [(b"gAMA", b""), (b"cHRM", b"12345"), (b"iCCP", b""), (b"sRGB", b"")])
@@ -165,10 +166,47 @@ def test_a_chunk_too_short_for_its_kind_is_a_400_not_a_crash(kind, body, where):
         pass  # anything else (struct.error, IndexError) would be a 500
 
 
-def test_libspng_does_not_check_the_zlib_checksum_pillow_does():
-    """The one leniency (handler/png.py): intact chunks around compressed data whose adler32 is
-    wrong, which only a broken encoder or a crafted file makes."""
+def test_a_wrong_zlib_checksum_is_refused_as_pillow_refuses_it():
+    """Intact chunks around compressed data whose adler32 is wrong (a broken encoder or a crafted
+    file): zlib-ng checks it, so the file is left to Pillow, which refuses it."""
     png = SIGNATURE + ihdr() + chunk(b"IDAT", IMAGE_DATA[:-4] + bytes(4)) + END
-    assert np.array_equal(np.asarray(decode_image(png)), np.tile(np.arange(8, dtype=np.uint8), (8, 1)))
-    with pytest.raises(OSError):
-        Image.open(io.BytesIO(png)).load()
+    assert plain_png(png) is not None and decode_png(png) is None
+    with pytest.raises(InputError, match="could not be decoded"):
+        decode_image(png)
+
+
+@pytest.mark.parametrize(
+    "why, stream",
+    [
+        ("a row short", zlib.compress((b"\0" + bytes(range(8))) * 7)),
+        ("a byte more than the rows", zlib.compress((b"\0" + bytes(range(8))) * 8 + b"\0")),
+        ("data after the stream", IMAGE_DATA + b"\0\0"),
+        ("no checksum at the end", IMAGE_DATA[:-4]),
+    ],
+)
+def test_only_a_stream_of_exactly_the_declared_rows_is_inflated(why, stream):
+    png = plain_png(SIGNATURE + ihdr() + chunk(b"IDAT", stream) + END)
+    assert png.rows_bytes == 8 * 9 and inflate_rows(png) is None
+
+
+def test_a_bomb_is_not_inflated_beyond_the_declared_rows():
+    """64 MB of zeros in 64 KB of stream, for an 8x8 image: inflate_rows asks zlib-ng for the
+    rows plus one byte, so it never holds the 64 MB."""
+    png = plain_png(SIGNATURE + ihdr() + chunk(b"IDAT", zlib.compress(bytes(64 << 20), 9)) + END)
+    tracemalloc.start()
+    try:
+        assert inflate_rows(png) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_the_rows_stored_uncompressed_make_a_valid_png_of_the_same_pixels(mode):
+    png = encode(noise(mode))
+    plain = plain_png(png)
+    stored = stored_png(plain.header, inflate_rows(plain))
+    assert all(intact for _, _, intact in chunks(stored))  # Pillow checks every CRC
+    assert np.array_equal(pillow_pixels(stored), pillow_pixels(png))
+    assert len(stored) > plain.rows_bytes  # stored, not compressed
