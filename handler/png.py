@@ -106,9 +106,12 @@ def inflate_rows(png: PlainPng) -> bytes | None:
     return rows if complete and len(rows) == expected else None
 
 
-def _chunk(kind: bytes, body: bytes) -> list[bytes]:
-    """A PNG chunk, as the parts to join (the body is not copied here)."""
-    return [struct.pack(">I4s", len(body), kind), body, struct.pack(">I", zlib_ng.crc32(body, zlib_ng.crc32(kind)))]
+def _chunk(kind: bytes, *body: bytes) -> list[bytes]:
+    """A PNG chunk whose data is the ``body`` parts, as the parts to join (none is copied here)."""
+    crc = zlib_ng.crc32(kind)
+    for part in body:
+        crc = zlib_ng.crc32(part, crc)
+    return [struct.pack(">I4s", sum(map(len, body)), kind), *body, struct.pack(">I", crc)]
 
 
 def stored_png(header: bytes, rows: bytes) -> bytes:
@@ -116,8 +119,8 @@ def stored_png(header: bytes, rows: bytes) -> bytes:
     stream of deflate's stored blocks, written by zlib-ng at level 0 (memLevel 1, its fastest
     way to store: about 0.03 ms for 313,600 bytes, against 0.08 at the default memLevel)."""
     storer = zlib_ng.compressobj(0, zlib_ng.DEFLATED, zlib_ng.MAX_WBITS, 1)
-    stream = storer.compress(rows) + storer.flush()
-    return b"".join([SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", stream), *_chunk(b"IEND", b"")])
+    stream = (storer.compress(rows), storer.flush())
+    return b"".join([SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", *stream), *_chunk(b"IEND")])
 
 
 def decode_png(data: bytes) -> Image.Image | None:
