@@ -94,7 +94,8 @@ class ImageLimits:
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode PNG, JPEG, WebP, GIF (first frame) or BMP bytes into a PIL image: by Pillow, or by
-    libspng for a plain PNG such as a canvas's (:func:`handler.png.decode_png`, the same pixels).
+    zlib-ng and libspng for a plain PNG such as a canvas's (:func:`handler.png.decode_png`, the
+    same pixels).
 
     Raises :class:`InputError` for an empty or over-size body, an unknown format, dimensions out
     of bounds (before any pixel is decoded) and truncated or corrupt files.
@@ -127,7 +128,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
             f"{limits.min_side}x{limits.min_side}"
         )
     if image.format == "PNG":
-        plain = decode_png(data)  # a canvas's PNG, by libspng: its pixels, faster (handler/png.py)
+        plain = decode_png(data)  # a canvas's PNG: its pixels, faster (handler/png.py)
         if plain is not None:
             return plain  # nothing to turn: a plain PNG holds no EXIF or XMP orientation
     try:

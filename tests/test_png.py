@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 
 from client.sketch import png_bytes
 from handler.glyph import InputError, decode_image
-from handler.png import PLAIN_CHUNKS, chunks, decode_png, inflate_rows, plain_png, stored_png
+from handler.png import MAX_PIXELS, PLAIN_CHUNKS, chunks, decode_png, inflate_rows, plain_png, stored_png
 from tests.canvases import drawing, encode
 
 RNG = np.random.default_rng(13)
@@ -93,6 +93,15 @@ def text_png() -> bytes:
 )
 def test_other_pngs_are_left_to_pillow(why, png):
     assert plain_png(png()) is None and decode_png(png()) is None
+
+
+def test_an_image_over_a_million_pixels_is_left_to_pillow():
+    """Pillow decodes it holding the pixels once; the fast path would hold the rows three times."""
+    big = Image.new("L", (MAX_PIXELS // 512 + 1, 512), 255)
+    png = encode(big)
+    assert plain_png(png).mode == "L" and decode_png(png) is None
+    assert np.array_equal(np.asarray(decode_image(png)), np.asarray(big))
+    assert decode_png(encode(Image.new("L", (MAX_PIXELS // 512, 512), 255))) is not None
 
 
 def test_an_exif_orientation_is_still_applied():
