@@ -140,7 +140,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
         # Phones store photos sideways or upside down with an EXIF (or XMP) Orientation tag that
         # every viewer applies; the model must see the drawing the way the user sees it.
         ImageOps.exif_transpose(image, in_place=True)
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError) as exc:
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as exc:
+        # struct.error: an EXIF block shorter than its header (a PNG's eXIf chunk of 4 bytes)
         raise InputError(f"the image's EXIF metadata is corrupt: {exc}") from exc
     return image
 
