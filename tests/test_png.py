@@ -145,6 +145,11 @@ SIGNATURE = b"\x89PNG\r\n\x1a\n"
 END = chunk(b"IEND", b"")
 
 
+def ihdr_of(png: bytes) -> bytes:
+    """The IHDR chunk of ``png``, whole (length, type, data, CRC)."""
+    return png[8:33]
+
+
 @pytest.mark.parametrize(
     "why, png",
     [
@@ -163,7 +168,9 @@ def test_crafted_pngs_are_left_to_pillow(why, png):
     assert plain_png(png()) is None
 
 
-@pytest.mark.parametrize("kind, body", [(b"gAMA", b""), (b"cHRM", b"12345"), (b"iCCP", b""), (b"sRGB", b"")])
+@pytest.mark.parametrize(
+    "kind, body", [(b"gAMA", b""), (b"cHRM", b"12345"), (b"iCCP", b""), (b"sRGB", b""), (b"eXIf", b"MM\0*")]
+)
 @pytest.mark.parametrize("where", ["before the image data", "after it"])
 def test_a_chunk_too_short_for_its_kind_is_a_400_not_a_crash(kind, body, where):
     short = chunk(kind, body)
@@ -196,6 +203,35 @@ def test_a_wrong_zlib_checksum_is_refused_as_pillow_refuses_it():
 def test_only_a_stream_of_exactly_the_declared_rows_is_inflated(why, stream):
     png = plain_png(SIGNATURE + ihdr() + chunk(b"IDAT", stream) + END)
     assert png.rows_bytes == 8 * 9 and inflate_rows(png) is None
+
+
+def test_a_zero_width_image_is_not_inflated():
+    """Its rows are one filter byte each: 10**8 rows would cost as many bytes, for no pixel."""
+    png = SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10**8, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(bytes(10**8), 9)) + END
+    tracemalloc.start()
+    try:
+        assert decode_png(png) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(png)
+
+
+def test_a_stream_cut_into_tiny_chunks_is_decoded_without_an_object_per_chunk():
+    """Two bytes an IDAT chunk (a crafted file): the same pixels, and memory in proportion to
+    the file, not to its count of chunks."""
+    png = encode(noise("L", (200, 200)))
+    stream = plain_png(png).stream
+    tiny = SIGNATURE + ihdr_of(png) + b"".join(chunk(b"IDAT", stream[i : i + 2]) for i in range(0, len(stream), 2)) + END
+    assert np.array_equal(np.asarray(decode_png(tiny)), pillow_pixels(png))
+    tracemalloc.start()
+    try:
+        plain_png(tiny)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(tiny)  # a bytes object per chunk would be about 15 times the file
 
 
 def test_a_bomb_is_not_inflated_beyond_the_declared_rows():
