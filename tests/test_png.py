@@ -6,6 +6,7 @@ import io
 import struct
 import tracemalloc
 import zlib
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -205,17 +206,21 @@ def test_only_a_stream_of_exactly_the_declared_rows_is_inflated(why, stream):
     assert png.rows_bytes == 8 * 9 and inflate_rows(png) is None
 
 
+def traced(work: Callable[[], Any]) -> tuple[Any, int]:
+    """What ``work()`` returns, and the most memory Python held while it ran (tracemalloc, bytes)."""
+    tracemalloc.start()
+    try:
+        return work(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_zero_width_image_is_not_inflated():
     """Its rows are one filter byte each: 10**8 rows would cost as many bytes, for no pixel."""
     png = SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 10**8, 8, 0, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(bytes(10**8), 9)) + END
-    tracemalloc.start()
-    try:
-        assert decode_png(png) is None
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 4 * len(png)
+    image, peak = traced(lambda: decode_png(png))
+    assert image is None and peak < 4 * len(png)
 
 
 def test_a_stream_cut_into_tiny_chunks_is_decoded_without_an_object_per_chunk():
@@ -225,12 +230,7 @@ def test_a_stream_cut_into_tiny_chunks_is_decoded_without_an_object_per_chunk():
     stream = plain_png(png).stream
     tiny = SIGNATURE + ihdr_of(png) + b"".join(chunk(b"IDAT", stream[i : i + 2]) for i in range(0, len(stream), 2)) + END
     assert np.array_equal(np.asarray(decode_png(tiny)), pillow_pixels(png))
-    tracemalloc.start()
-    try:
-        plain_png(tiny)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    _, peak = traced(lambda: plain_png(tiny))
     assert peak < 3 * len(tiny)  # a bytes object per chunk would be about 15 times the file
 
 
@@ -238,13 +238,8 @@ def test_a_bomb_is_not_inflated_beyond_the_declared_rows():
     """64 MB of zeros in 64 KB of stream, for an 8x8 image: inflate_rows asks zlib-ng for the
     rows plus one byte, so it never holds the 64 MB."""
     png = plain_png(SIGNATURE + ihdr() + chunk(b"IDAT", zlib.compress(bytes(64 << 20), 9)) + END)
-    tracemalloc.start()
-    try:
-        assert inflate_rows(png) is None
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 1 << 20
+    rows, peak = traced(lambda: inflate_rows(png))
+    assert rows is None and peak < 1 << 20
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
