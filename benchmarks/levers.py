@@ -58,7 +58,7 @@ from benchmarks.run import load_conditions, machine, model_files
 from handler.archive import write_onnx
 from handler.forward import BACKENDS, ONNX_FILE, load_backend
 from handler.glyph import GlyphSettings, decode_image
-from handler.png import chunks
+from handler.png import plain_png
 from handler.inprocess import start_batch, worker_context
 from handler.recognizer import RecognizerHandler, to_json
 from training.model import CaseMerged, GlyphNet
@@ -218,11 +218,6 @@ def decoder_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
     return {mode: {name: median_ms(decode, pngs) for name, decode in found.items()} for mode, pngs in by_mode(canvases).items()}
 
 
-def image_data(png: bytes) -> bytes:
-    """The zlib stream of a PNG: its IDAT chunks' data, joined."""
-    return b"".join(body for kind, body, _ in chunks(png) if kind == b"IDAT")
-
-
 def inflaters() -> dict[str, Callable[[bytes], bytes]]:
     """zlib as Python and Pillow link it (the system's), and zlib-ng as the handler uses it."""
     return {f"zlib {zlib.ZLIB_RUNTIME_VERSION}": zlib.decompress, f"zlib-ng {zlib_ng.ZLIBNG_VERSION}": zlib_ng.decompress}
@@ -230,10 +225,11 @@ def inflaters() -> dict[str, Callable[[bytes], bytes]]:
 
 def inflate_lever(canvases: list[bytes]) -> dict[str, dict[str, float]]:
     """ms per canvas to inflate its image data alone (the first half of decoding a PNG, before
-    the rows are unfiltered) by each of :func:`inflaters`, per image mode."""
+    the rows are unfiltered; canvases are plain PNGs, :func:`handler.png.plain_png`) by each of
+    :func:`inflaters`, per image mode."""
     found = inflaters()
     return {
-        mode: {name: median_ms(inflate, [image_data(png) for png in pngs]) for name, inflate in found.items()}
+        mode: {name: median_ms(inflate, [plain_png(png).stream for png in pngs]) for name, inflate in found.items()}
         for mode, pngs in by_mode(canvases).items()
     }
 

@@ -22,7 +22,6 @@ validates) and anything zlib-ng or libspng refuses, so it decodes or refuses tho
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Iterator, NamedTuple
 
 import pyspng
@@ -73,7 +72,7 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, bytes, bool]]:
             return
         body = data[start : start + length]
         (crc,) = struct.unpack_from(">I", data, start + length)
-        yield kind, body, zlib.crc32(body, zlib.crc32(kind)) == crc
+        yield kind, body, zlib_ng.crc32(body, zlib_ng.crc32(kind)) == crc
         position = start + length + 4
 
 
