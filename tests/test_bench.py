@@ -111,10 +111,12 @@ def test_a_requests_stages_are_measured_per_model_and_canvas_style(quick):
         assert figures["canvases"] > 0
         for stage in (*STAGES, "whole"):
             assert positive(figures[stage]["median_ms"]) and positive(figures[stage]["mean_ms"]), stage
-        # The stages are timed apart from the whole request on the same canvases: their sum is the
-        # same work. The bound is loose (the machine is noisy), but a stage counted twice or
-        # left out would break it.
-        assert 0.5 < figures["stages_sum"]["mean_ms"] / figures["whole"]["mean_ms"] < 2.0
+    # The stages are timed apart from the whole request on the same canvases: their sum is the same
+    # work, so leaving out a stage of the size of the forward pass, or counting one twice, breaks the
+    # bound. Only medians over all canvases are compared: the quick profile runs two passes, and one
+    # pause of the shared machine makes a mean, or a group of two canvases, off by several times.
+    everything = requests["all"]
+    assert 0.7 < everything["stages_sum"]["median_ms"] / everything["whole"]["median_ms"] < 1.5
     assert requests["all"]["canvases"] == requests["canvases"] == sum(f["canvases"] for f in requests["by_style"].values())
     assert quick["handler_ms_per_request"] == requests["all"]["whole"]["median_ms"]
     for name in MODELS:
