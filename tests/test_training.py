@@ -5,6 +5,7 @@
 - Augmentation keeps shapes, is the identity at zero strength and is reproducible by seed.
 - The canvas renderer draws a glyph the way people draw, and every canvas style decodes through
   the handler's ``canvas_to_glyph`` to nearly the glyph the model was trained on.
+- Re-evaluating an exported model prepares its data as its training did.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from handler.glyph import GlyphSettings, canvas_to_glyph, normalize_glyph
 from training import train
 from training.augment import AugmentSettings, augment
 from training.evaluate import CANVAS_SIZE, CANVAS_STYLES, classification_metrics, render_canvas
+from training.evaluate import main as evaluate_main
 from training.model import GlyphNet
 
 EXPORTED_FILES = {
@@ -218,3 +220,26 @@ def test_a_case_aware_letters_model_answers_each_letter_with_the_sum_of_its_two_
     assert torch.allclose(answered[:, :26], cased[:, :26] + cased[:, 26:52], atol=1e-6)
     assert torch.allclose(answered[:, 26], cased[:, 52], atol=1e-6)
     assert torch.allclose(scripted, merged(x), atol=1e-5)
+
+
+def test_evaluating_a_model_again_prepares_its_data_as_training_did(shipped_models, tmp_path, monkeypatch):
+    """``python -m training.evaluate`` re-measures an exported model on the data its training
+    prepared: letters trained case-aware (config/recognizers.yaml) get their labels cased again,
+    so the model card's data line stays what training wrote. What the CLI asks of
+    ``training.prepare.prepare`` is recorded, and the evaluation stops there."""
+
+    class Prepared(Exception):
+        pass
+
+    asked: dict[str, bool] = {}
+
+    def prepare(recognizer, data_dir, settings, *args, cased_letters=False, **kwargs):
+        asked[recognizer] = cased_letters
+        raise Prepared
+
+    monkeypatch.setattr("training.prepare.prepare", prepare)
+    for name in ("letters", "digits"):
+        with pytest.raises(Prepared):
+            evaluate_main(["--model", name, "--models", str(shipped_models), "--data-dir", str(tmp_path)])
+    assert train.load_config("letters")["case_aware"] is True
+    assert asked == {"letters": True, "digits": False}

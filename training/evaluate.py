@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> None:
     """Re-evaluate an exported model (e.g. after changing the evaluation) without training."""
     from training.prepare import DEFAULT_CACHE, prepare
     from training.strokes import find_pen_data
-    from training.train import load_config
+    from training.train import case_aware, load_config
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--model", required=True, choices=sorted(CLASS_NAMES))
@@ -578,9 +578,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
     training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training
-    # The pen data, when the data root has some, drawn as for training (training/pen.py).
-    pen_variants = load_config(args.model)["pen_variants"] if find_pen_data(args.data_dir) else None
-    data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir, pen_variants=pen_variants)
+    # The data prepared as for training: the pen data, when the data root has some, drawn as
+    # training drew it (training/pen.py), and letters' labels cased when training kept the case
+    # (the model card's data line says so).
+    config = load_config(args.model)
+    pen_variants = config["pen_variants"] if find_pen_data(args.data_dir) else None
+    data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir, pen_variants=pen_variants,
+                   cased_letters=case_aware(args.model, config))
     print(summary(evaluate_folder(folder, data, training, canvas_limit=args.canvas_limit)))
 
 

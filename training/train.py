@@ -310,6 +310,12 @@ def fit(
     return training
 
 
+def case_aware(model: str, config: dict[str, Any]) -> bool:
+    """Whether ``model``, trained with ``config`` (:func:`load_config`), learns upper and lower
+    case apart: letters with ``case_aware`` set (52 classes learnt, 26 answered)."""
+    return model == "letters" and bool(config["case_aware"])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = load_config(args.model, args.config)
@@ -322,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = GlyphSettings.from_dict(config["glyph"])
     canvas_seed = config["seed"] if config["canvas_copies"] > 0 and not args.from_checkpoint else None
     pen_variants = config["pen_variants"] if config["pen"] > 0 or config["reject"] > 0 else None
-    cased = args.model == "letters" and config["case_aware"]
+    cased = case_aware(args.model, config)
     try:
         data = prepare(args.model, args.data_dir, settings, args.limit, args.cache_dir, canvas_seed, pen_variants, cased)
     except DatasetNotFound as exc:
