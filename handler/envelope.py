@@ -94,15 +94,20 @@ class Envelope:
     name: str
     unwrap: Callable[[Any], list[dict[str, Any] | InputError]]  # envelope items -> request rows
     wrap: Callable[[list[Answer], list[Any], Context], list[Any]]  # answers -> what the envelope wraps
+    empty: str  # the error of a request whose list of images is empty
 
     def handle(self, handle: Handle, error_body: ErrorBody, data: Any, context: Context) -> list[Any]:
         """Answer one enveloped request: each image it carries goes through ``handle`` (the
         handler's usual batch path) and the answers come back in the envelope's shape; an item
         the envelope's format rejects is answered with ``error_body``. The envelope's items become
         one batch, so each gets its own response slot while ``handle`` runs; the request's own
-        slot then gets the first error status, if any."""
+        slot then gets the first error status, if any. An empty list of images is answered with
+        one error (:attr:`empty`): answering nothing would be TorchServe's 503."""
         items = data if isinstance(data, list) else [data]
-        unwrapped = self.unwrap(items)
+        if items:
+            unwrapped = self.unwrap(items)
+        else:
+            items, unwrapped = [None], [InputError(self.empty)]
         rows = [row for row in unwrapped if not isinstance(row, InputError)]
         answered = iter(run_batch(handle, rows, context))
         answers = [
@@ -210,6 +215,13 @@ def v2_outputs(answers: list[Answer], inputs: list[Any], context: Context) -> li
 
 
 ENVELOPES = {
-    "kserve": Envelope("kserve", v1_rows, v1_predictions),
-    "kservev2": Envelope("kservev2", v2_rows, v2_outputs),
+    "kserve": Envelope(
+        "kserve", v1_rows, v1_predictions,
+        '"instances" is empty: send {"instances": [{"data": "<base64 PNG>"}]}, one instance per image',
+    ),
+    "kservev2": Envelope(
+        "kservev2", v2_rows, v2_outputs,
+        '"inputs" is empty: send {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", '
+        '"data": ["<base64 PNG>"]}]}, one input per image',
+    ),
 }

@@ -113,6 +113,17 @@ def test_v1_without_instances_is_a_4xx_that_says_what_to_send(kserve_v1):
     assert '"instances"' in error["message"]
 
 
+def test_an_empty_list_of_images_is_a_4xx_that_says_what_to_send(kserve_v1, kserve_v2):
+    response = post(kserve_v1, V1, json={"instances": []})
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["predictions"]
+    assert error["type"] == "InputError" and '"instances" is empty' in error["message"]
+    response = post(kserve_v2, V2, json={"inputs": []})
+    assert response.status_code == 400, response.text
+    outputs = {output["name"]: output["data"] for output in response.json()["outputs"]}
+    assert outputs["code"] == [400] and '"inputs" is empty' in outputs["message"][0]
+
+
 def test_v2_gives_label_confidence_and_probabilities_as_output_tensors(kserve_v2, torchserve):
     response = post(kserve_v2, V2, json={"id": "req-1", "inputs": [v2_input(SEVEN, top_k=2)]})
     assert response.status_code == 200, response.text
@@ -152,7 +163,8 @@ def test_v2_bad_input_is_a_4xx_with_the_error_as_tensors(kserve_v2, tensor, mess
 
 def test_no_worker_restarted_after_bad_input(kserve_v1, kserve_v2):
     for server, path, body in ((kserve_v1, V1, {"instances": [{"data": BLANK}]}),
-                               (kserve_v2, V2, {"inputs": [v2_input(BLANK)]})):
+                               (kserve_v2, V2, {"inputs": [v2_input(BLANK)]}),
+                               (kserve_v1, V1, {"instances": []}), (kserve_v2, V2, {"inputs": []})):
         before = server.worker_pids("digits")
         assert post(server, path, json=body).status_code == 400
         assert server.worker_pids("digits") == before
