@@ -315,7 +315,11 @@ class TorchServeClient:
         READY (polling, for the reason given in :meth:`register`). A 5xx is asked again, once: the
         call only sets the worker count, and TorchServe 0.12 can fail a scale-down with a 500 when
         it stops a worker as that worker takes a request (a NullPointerException in its
-        ``BatchAggregator.sendError``)."""
+        ``BatchAggregator.sendError``). Zero workers keep the version registered but answering
+        503 until it is scaled up again. Raises ``ValueError`` for a negative count (TorchServe
+        answers it with a 500)."""
+        if workers < 0:
+            raise ValueError(f"{workers} workers: a model runs 0 workers (registered, answering nothing) or more")
         params = {"min_worker": workers, "max_worker": workers}
         try:
             self.call("management", "PUT", model_path(model, version), params=params)
@@ -324,7 +328,10 @@ class TorchServeClient:
                 raise
             self.call("management", "PUT", model_path(model, version), params=params)
         ready = self.wait_for_workers(model, version, workers, timeout)
-        return {"status": f"{model} {ready['modelVersion']} runs {workers} workers, all READY"}
+        if workers == 0:
+            return {"status": f"{model} {ready['modelVersion']} runs no workers: its predictions get a 503 "
+                              "until it is scaled up again"}
+        return {"status": f"{model} {ready['modelVersion']} runs {workers} worker{'s' * (workers != 1)}, all READY"}
 
     def wait_for_workers(
         self, model: str, version: str | None = None, workers: int | None = None, timeout: float = 120.0

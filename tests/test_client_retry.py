@@ -93,7 +93,7 @@ def test_a_scale_that_torchserve_fails_with_a_5xx_is_asked_again_once(client):
     """TorchServe 0.12 can answer a scale-down with a NullPointerException (seen under load in
     tests/test_reliability.py's scaling test); setting the worker count again is harmless."""
     Scripted.script, Scripted.calls = [SCALE_RACE, SCALED, ONE_READY], 0
-    assert client.scale("digits", 1)["status"] == "digits 1.0 runs 1 workers, all READY"
+    assert client.scale("digits", 1)["status"] == "digits 1.0 runs 1 worker, all READY"
     assert Scripted.calls == 3
 
 
@@ -104,6 +104,20 @@ def test_a_scale_is_asked_again_only_once_and_only_after_a_5xx(client, answers):
     with pytest.raises(ServingError):
         client.scale("digits", 1)
     assert Scripted.calls == len(answers)
+
+
+def test_a_negative_worker_count_is_refused_before_torchserve_is_asked(client):
+    Scripted.script, Scripted.calls = [], 0
+    with pytest.raises(ValueError, match="0 workers .* or more"):
+        client.scale("digits", -1)
+    assert Scripted.calls == 0
+
+
+def test_scaling_to_zero_workers_says_the_version_answers_503_until_scaled_up(client):
+    Scripted.script, Scripted.calls = [SCALED, (200, [{"modelVersion": "1.0", "minWorkers": 0, "workers": []}])], 0
+    assert client.scale("digits", 0)["status"] == (
+        "digits 1.0 runs no workers: its predictions get a 503 until it is scaled up again"
+    )
 
 
 def test_an_answer_to_another_request_is_asked_again_on_a_new_connection(client):
