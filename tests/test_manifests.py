@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from xml.etree import ElementTree
 
 import jsonschema
 import kubernetes_validate
@@ -100,3 +101,14 @@ def test_memory_requests_cover_the_measured_rss():
     for path in KSERVE:
         (document,) = documents(path)
         assert mebibytes(document["spec"]["predictor"]["model"]["resources"]["requests"]["memory"]) >= measured
+
+
+def test_the_containers_log_configuration_has_the_levels_of_make_serves():
+    """deploy/log4j2-stdout.xml sends TorchServe's logs to stdout but filters them as
+    config/log4j2.xml does: the same loggers at the same levels."""
+
+    def levels(path: Path) -> dict[str, str]:
+        loggers = ElementTree.parse(path).getroot().find("Loggers")
+        return {logger.get("name", "root"): logger.get("level") for logger in loggers}
+
+    assert levels(PROJECT / "deploy" / "log4j2-stdout.xml") == levels(PROJECT / "config" / "log4j2.xml")

@@ -254,6 +254,17 @@ def test_the_metrics_port_needs_no_token_and_counts_requests(torchserve):
     counters = [line for line in metrics.splitlines() if line.startswith("ts_inference_requests_total")]
     assert any('model_name="letters"' in line and float(line.split()[-1]) >= 1 for line in counters)
     assert "ts_inference_latency_microseconds" in metrics
+    assert any(line.startswith("HandlerTime{") for line in metrics.splitlines())  # the workers' metrics too
+
+
+def test_a_request_writes_one_access_line_and_nothing_in_the_server_log(torchserve):
+    logs = torchserve.logs
+    server_log, access_log = (logs / "ts_log.log").read_text(), (logs / "access_log.log").read_text()
+    for _ in range(3):
+        assert post(torchserve, "/predictions/digits", data=SEVEN).status_code == 200
+    new_access = (logs / "access_log.log").read_text()[len(access_log):].splitlines()
+    assert len(new_access) == 3 and all("/predictions/digits" in line for line in new_access)
+    assert (logs / "ts_log.log").read_text() == server_log
 
 
 # -- model management ---------------------------------------------------------------------------
