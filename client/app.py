@@ -219,7 +219,7 @@ class Recognizer:
         except (OSError, ValueError) as error:
             return self.failure(error)
         count = count_corrections(self.settings.corrections)
-        return (f"Saved as an example of **{label.strip()}**: {path} ({count} corrections so far; "
+        return (f"Saved as an example of **{label.strip()}**: {path} ({count} correction{'s' * (count != 1)} so far; "
                 f"`make train FEEDBACK_DIR={self.settings.corrections}` trains on them).")
 
     def read_text(self, sketch: dict | None, choice: str | None) -> tuple:

@@ -79,12 +79,14 @@ def parse_choice(choice: str) -> tuple[str, str]:
 
 def pick(versions: list[ModelVersion], current: str | None, preferred_model: str) -> str | None:
     """The picker's value after a refresh: ``current`` while it is still registered, else the
-    default version of ``preferred_model``, else the first version, else nothing."""
+    default version of its model (another version of the model it showed), else the default
+    version of ``preferred_model``, else the first version, else nothing."""
     choices = [v.choice for v in versions]
     if current in choices:
         return current
-    defaults = [v.choice for v in versions if v.is_default and v.name == preferred_model]
-    return (defaults or choices or [None])[0]
+    shown = current.partition(CHOICE_SEPARATOR)[0] if current else None
+    defaults = {v.name: v.choice for v in versions if v.is_default}
+    return defaults.get(shown) or defaults.get(preferred_model) or (choices or [None])[0]
 
 
 def worker_summary(states: tuple[str, ...]) -> str:

@@ -114,8 +114,9 @@ def test_an_explanation_is_a_heat_map_over_the_drawing(app, tmp_path):
 def test_a_correction_is_saved_as_the_drawing_in_an_image_folder(app, tmp_path):
     png = transparent_sketch("7")
     status = app.predict(sketch_value(tmp_path, png), "1", api_name="/save_correction")
-    match = re.fullmatch(r"Saved as an example of \*\*1\*\*: (\S+) \((\d+) corrections so far; .*", status)
+    match = re.fullmatch(r"Saved as an example of \*\*1\*\*: (\S+) \((\d+) corrections? so far; .*", status)
     assert match, status
+    assert (match[2] == "1") == ("(1 correction so far" in status)  # singular for one
     saved = Path(match[1])
     assert saved.parent.name == "1" and saved.suffix == ".png"
     assert saved.parent.parent.name == "corrections" and saved.parent.parent.parent.name == "run"  # the run folder

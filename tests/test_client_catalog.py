@@ -59,6 +59,13 @@ def test_a_refresh_keeps_the_choice_while_it_is_registered():
     assert pick([], "letters/1.0", preferred_model="letters") is None
 
 
+def test_a_version_gone_from_the_picker_gives_way_to_its_models_default_version():
+    digits = ModelVersion.from_description({**description("1.0", "READY"), "modelName": "digits"}, default="1.0")
+    versions = [digits, *VERSIONS]
+    assert pick(versions, "letters/3.0", preferred_model="digits") == "letters/2.0"  # not digits/1.0
+    assert pick(versions, "balanced/1.0", preferred_model="digits") == "digits/1.0"  # no balanced left
+
+
 def test_the_table_counts_workers_by_status():
     assert worker_summary(("READY", "UNLOADING", "READY")) == "2 READY, 1 UNLOADING"
     assert worker_summary(()) == "none"
