@@ -105,10 +105,11 @@ def test_memory_requests_cover_the_measured_rss():
 
 def test_the_containers_log_configuration_has_the_levels_of_make_serves():
     """deploy/log4j2-stdout.xml sends TorchServe's logs to stdout but filters them as
-    config/log4j2.xml does: the same loggers at the same levels."""
+    config/log4j2.xml does: the same loggers at the same levels, with the same filters."""
 
-    def levels(path: Path) -> dict[str, str]:
+    def levels(path: Path) -> dict[str, tuple]:
         loggers = ElementTree.parse(path).getroot().find("Loggers")
-        return {logger.get("name", "root"): logger.get("level") for logger in loggers}
+        return {logger.get("name", "root"): (logger.get("level"), [f.attrib for f in logger if f.tag.endswith("Filter")])
+                for logger in loggers}
 
     assert levels(PROJECT / "deploy" / "log4j2-stdout.xml") == levels(PROJECT / "config" / "log4j2.xml")

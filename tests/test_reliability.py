@@ -115,6 +115,7 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
     calls = mixed_calls()
     reference = answers_one_by_one(server, calls)
     victim = server.worker_pids("digits")[0]
+    server_log = (server.logs / "ts_log.log").read_text()
 
     # A request caught by the kill may never be answered (see docs/reliability.md): a client
     # timeout of 20 s, far above any latency seen here, bounds the test.
@@ -146,6 +147,9 @@ def test_a_killed_worker_is_replaced_and_only_its_request_fails(own_torchserve, 
     assert after_recovery and all(o.ok for o in after_recovery)
     assert wrong == []
     assert serving_state(server) == configured_state
+    # The server's log tells the operator (config/log4j2.xml drops only the per-request lines).
+    logged = (server.logs / "ts_log.log").read_text()[len(server_log):]
+    assert "Worker disconnected" in logged and "Auto recovery succeeded" in logged
 
 
 def test_scaling_1_2_1_under_load_fails_no_request(own_torchserve, configured_state):
