@@ -33,7 +33,7 @@ from tests.canvases import (
 )
 from tests.conftest import archive_variant, serving_config
 from tests.hostile import noise_png
-from tests.load import SHAPES, bearer, body_kwargs, post
+from tests.load import SHAPES, bearer, body_kwargs, post, wait_until
 
 SEVEN = drawing_png("7")
 
@@ -262,8 +262,12 @@ def test_a_request_writes_one_access_line_and_nothing_in_the_server_log(torchser
     server_log, access_log = (logs / "ts_log.log").read_text(), (logs / "access_log.log").read_text()
     for _ in range(3):
         assert post(torchserve, "/predictions/digits", data=SEVEN).status_code == 200
-    new_access = (logs / "access_log.log").read_text()[len(access_log):].splitlines()
-    assert len(new_access) == 3 and all("/predictions/digits" in line for line in new_access)
+
+    def new_access() -> list[str]:
+        return (logs / "access_log.log").read_text()[len(access_log):].splitlines()
+
+    wait_until(lambda: len(new_access()) >= 3, timeout=10)  # the server may log just after it answers
+    assert len(new_access()) == 3 and all("/predictions/digits" in line for line in new_access())
     # What TorchServe logs for every request (another test's scaling may still be logging its own
     # events: only these are checked).
     new_server = (logs / "ts_log.log").read_text()[len(server_log):]
