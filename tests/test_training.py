@@ -81,7 +81,7 @@ def tiny_mnist(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_model(tiny_mnist, tmp_path):
+def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_model(tiny_mnist, tmp_path, monkeypatch):
     out, cache, config = tmp_path / "models", tmp_path / "cache", tmp_path / "recognizers.yaml"
     # Half of the scans drawn on canvases first, and batches mixing scans, pen strokes and
     # non-characters (the shipped mix), so the smoke run takes every data path.
@@ -100,6 +100,7 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     info = json.loads((folder / "model.json").read_text())
     assert info["name"] == "digits" and info["num_classes"] == 10 and info["epochs"] == 1
     assert info["reject_output"] is True and "pen-stroke characters" in info["trained_on"]
+    assert "only the first 300 images of each split used (--limit)" in info["trained_on"]  # not the card of a full run
     assert info["classes"] == [str(d) for d in range(10)]
     assert {"version", "trained_on", "parameters", "train_seconds"} <= set(info)
     assert json.loads((folder / "index_to_name.json").read_text())["7"] == "7"
@@ -121,6 +122,7 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
 
     metrics = json.loads((folder / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["macro_f1"] <= 1
+    assert "(--limit)" in metrics["data"]
     assert set(metrics["canvas"]["per_style"]) == set(CANVAS_STYLES)
     assert metrics["canvas"]["images"] == 12
     assert len(metrics["training"]["history"]["val_accuracy"]) == 1
@@ -137,6 +139,36 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
                 "--config", str(config), "--from-checkpoint", "--canvas-limit", "3"])
     with torch.no_grad():
         assert torch.equal(torch.jit.load(str(folder / "model.pt"))(batch), scripted(batch))
+
+    # A run that fails after training (here its evaluation) leaves the exported model and its card
+    # as they were, and no partial folder.
+    def files() -> dict[str, tuple[bytes, int]]:
+        return {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+    before = files()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the evaluation failed")
+
+    monkeypatch.setattr("training.evaluate.evaluate_folder", fails)
+    with pytest.raises(RuntimeError):
+        train.main(["--model", "digits", "--data-dir", str(tiny_mnist), "--out", str(out), "--cache-dir", str(cache),
+                    "--config", str(config), "--from-checkpoint", "--canvas-limit", "3", "--seed", "7"])
+    assert files() == before  # not even written again
+    assert sorted(path.name for path in out.iterdir()) == ["digits"]
+
+
+@pytest.mark.parametrize("option", [["--epochs", "0"], ["--limit", "0"], ["--batch-size", "-1"],
+                                    ["--feedback-share", "1.5"], ["--feedback-share", "-0.2"], ["--threads", "0"]])
+def test_training_refuses_options_out_of_range_before_loading_anything(option, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train.parse_args(["--model", "digits", *option])
+    assert stopped.value.code == 2 and option[1] in capsys.readouterr().err
+
+
+def test_evaluating_a_folder_without_a_model_says_so(tmp_path):
+    with pytest.raises(SystemExit, match="no exported model in .*make train"):
+        evaluate_main(["--model", "digits", "--models", str(tmp_path)])
 
 
 def test_augment_keeps_the_batch_shape_and_range():

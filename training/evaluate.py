@@ -573,15 +573,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     folder = Path(args.models) / args.model
+    if not (folder / "model.pt").is_file():
+        raise SystemExit(f"error: no exported model in {folder}: train it (make train) or point --models "
+                         f"(MODELS_DIR) at the folder that holds {args.model}/")
     if args.only == "text":
         print(_text_summary(text_only(folder, args.data_dir, args.part, args.strings)).strip())
         return
     settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
     training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training
-    # The data prepared as for training: the pen data, when the data root has some, drawn as
-    # training drew it (training/pen.py), and letters' labels cased when training kept the case
-    # (the model card's data line says so).
-    config = load_config(args.model)
+    # The data prepared as the model's training prepared it (its configuration, kept in the card;
+    # today's config/recognizers.yaml for a card without one): the pen data, when the data root
+    # has some, drawn as training drew it (training/pen.py), and letters' labels cased when
+    # training kept the case (the model card's data line says so).
+    config = training.get("config") or load_config(args.model)
     pen_variants = config["pen_variants"] if find_pen_data(args.data_dir) else None
     data = prepare(args.model, args.data_dir, settings, cache_dir=args.cache_dir, pen_variants=pen_variants,
                    cased_letters=case_aware(args.model, config))

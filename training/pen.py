@@ -166,8 +166,9 @@ def prepare_pen(
         np.savez(partial, **arrays)
         partial.rename(path)
     writers = {part: len({s.writer for s in parts[part]}) for part in PARTS}
+    total, used = sum(map(len, all_parts.values())), sum(map(len, parts.values()))
     source = (
-        f"{', '.join(p.name for p in files)}: {sum(map(len, all_parts.values()))} pen-stroke characters of "
+        f"{', '.join(p.name for p in files)}: {total if used == total else f'{used} (--limit) of {total}'} pen-stroke characters of "
         f"{sum(writers.values())} writers, split by writer {writers['train']}/{writers['val']}/"
         f"{writers['test']}; training writers drawn {variants} times with stroke variation"
     )

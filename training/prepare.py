@@ -68,7 +68,8 @@ def prepare(
     with ``pen_variants``, also the pen data under ``data_dir`` (:func:`training.pen.prepare_pen`);
     ``cased_letters``: see :func:`training.datasets.load_recognizer_data`."""
     data = load_recognizer_data(recognizer, data_dir, cased_letters=cased_letters)
-    data = RecognizerData(*(_limited(s, limit) for s in (data.train, data.val, data.test)), data.source)
+    source = data.source if limit is None else f"{data.source}; only the first {limit} images of each split used (--limit)"
+    data = RecognizerData(*(_limited(s, limit) for s in (data.train, data.val, data.test)), source)
     key = _cache_key(recognizer, data, settings)
     path = Path(cache_dir) / "normalized" / f"{recognizer}-{key}.npz"
     if path.exists():

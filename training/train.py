@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -58,6 +60,22 @@ def load_config(recognizer: str, path: str | Path = CONFIG) -> dict[str, Any]:
     return merged
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number of at least 1")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a share of a batch, at least 0 and below 1 (some of it stays scans and pen)."""
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share of a batch: give a number from 0 to below 1")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train, export and evaluate a recognizer.")
     parser.add_argument("--model", required=True, choices=sorted(CLASS_NAMES), help="which recognizer")
@@ -65,12 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="models", help="folder that receives <model>/")
     parser.add_argument("--config", default=str(CONFIG), help="per-recognizer defaults (YAML)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="normalized data and checkpoints")
-    parser.add_argument("--epochs", type=int, help="override the configured number of epochs")
-    parser.add_argument("--batch-size", type=int, help="override the configured batch size")
+    parser.add_argument("--epochs", type=positive, help="override the configured number of epochs")
+    parser.add_argument("--batch-size", type=positive, help="override the configured batch size")
     parser.add_argument("--lr", type=float, help="override the configured peak learning rate")
     parser.add_argument("--seed", type=int, help="override the configured seed")
-    parser.add_argument("--limit", type=int, help="use only the first N images of each split (smoke tests)")
-    parser.add_argument("--canvas-limit", type=int, help="evaluate canvas robustness on the first N test images")
+    parser.add_argument("--limit", type=positive, help="use only the first N images of each split (smoke tests)")
+    parser.add_argument("--canvas-limit", type=positive, help="evaluate canvas robustness on the first N test images")
     parser.add_argument(
         "--from-checkpoint", action="store_true",
         help="skip training: export and evaluate the best state saved in the cache (e.g. of an interrupted run)",
@@ -79,11 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--feedback-dir", help="corrections saved by the drawing app (<dir>/<label>/<id>.png) to train on too",
     )
     parser.add_argument(
-        "--feedback-share", type=float, default=FEEDBACK_SHARE,
+        "--feedback-share", type=share, default=FEEDBACK_SHARE,
         help=f"share of each batch drawn from the corrections (default {FEEDBACK_SHARE})",
     )
     parser.add_argument(
-        "--threads", type=int, default=THREADS,
+        "--threads", type=positive, default=THREADS,
         help="torch threads (1 when several trainings share the machine's cores)",
     )
     return parser.parse_args(argv)
@@ -313,7 +331,7 @@ def fit(
 def case_aware(model: str, config: dict[str, Any]) -> bool:
     """Whether ``model``, trained with ``config`` (:func:`load_config`), learns upper and lower
     case apart: letters with ``case_aware`` set (52 classes learnt, 26 answered)."""
-    return model == "letters" and bool(config["case_aware"])
+    return model == "letters" and bool(config.get("case_aware"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -364,16 +382,34 @@ def main(argv: list[str] | None = None) -> None:
         training = fit(model, data, args.model, config, (mean, std), generator, checkpoint, command, feedback)
 
     calibration = calibrate(model, data, args.model, (mean, std), config["max_false_reject"] if rejects else None)
-    folder = Path(args.out) / args.model
     source = data.source if data.pen is None else f"{data.source}; {data.pen.source}"
     if feedback:
         source += f"; {feedback.source}"
-    export.export_model(
-        model, folder, args.model, settings, mean, std, source=source, training=training,
-        calibration=calibration,
-    )
-    metrics = evaluate.evaluate_folder(folder, data, training, canvas_limit=args.canvas_limit)
+    # Exported and evaluated aside, then moved into place: a run that fails on the way never
+    # leaves a new model beside the previous model's card.
+    folder = Path(args.out) / args.model
+    staging = folder.with_name(f".{args.model}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        export.export_model(
+            model, staging, args.model, settings, mean, std, source=source, training=training,
+            calibration=calibration,
+        )
+        metrics = evaluate.evaluate_folder(staging, data, training, canvas_limit=args.canvas_limit)
+        publish(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(evaluate.summary(metrics))
+    print(f"exported to {folder}")
+
+
+def publish(staging: Path, folder: Path) -> None:
+    """Move every file of ``staging`` into ``folder`` (created if needed), replacing files of the
+    same name, and remove ``staging``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in staging.iterdir():
+        os.replace(path, folder / path.name)
+    staging.rmdir()
 
 
 def calibrate(
