@@ -139,6 +139,11 @@ def test_the_cmd_serves_and_the_healthcheck_says_when_it_is_ready(image_root):
         endpoints = Endpoints.discover(run_dir=image_root, inference=env["RECOGNIZER_INFERENCE_URL"],
                                        management=env["RECOGNIZER_MANAGEMENT_URL"])
         assert TorchServeClient(endpoints).predict("digits", drawing_png("7"))["label"] == "7"
+        # docs/deploy.md's `kubectl exec <pod> -- python -m client models ...`: the image's
+        # environment tells the client where the keys are.
+        listed = subprocess.run([sys.executable, "-m", "client", "models", "list"], cwd=image_root, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and "digits" in listed.stdout, listed.stderr
         log = (image_root / "logs" / "stdout.log").read_text()
         assert " access " in log and " server " in log  # the logs go to stdout, not to files
         assert not list((image_root / "logs").glob("*.log.gz")) and not (image_root / "logs" / "ts_log.log").exists()
