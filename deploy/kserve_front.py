@@ -102,8 +102,11 @@ class TorchServeModel(Model):
     def get_output_types(self) -> list[dict[str, Any]]:
         count = classes(self.archive)
         return [
+            {"name": "model", "datatype": "BYTES", "shape": [1]},
+            {"name": "version", "datatype": "BYTES", "shape": [1]},
             {"name": "label", "datatype": "BYTES", "shape": [1]},
             {"name": "confidence", "datatype": "FP64", "shape": [1]},
+            {"name": "accepted", "datatype": "BOOL", "shape": [1]},
             {"name": "top_k.label", "datatype": "BYTES", "shape": [-1]},
             {"name": "top_k.probability", "datatype": "FP64", "shape": [-1]},
             {"name": "probabilities", "datatype": "FP64", "shape": [count]},

@@ -194,4 +194,9 @@ def test_kserves_model_server_says_ready_and_describes_the_models(served):
     assert metadata["name"] == "letters"
     outputs = {output["name"]: output for output in metadata["outputs"]}
     assert outputs["probabilities"]["shape"] == [26] and outputs["label"]["datatype"] == "BYTES"
+    if protocol == "v2":  # the metadata describes every tensor of an answer, in its order and types
+        answer = requests.post(front + predict_path(protocol, "letters"), timeout=30,
+                               json=request_body(protocol, base64.b64encode(drawing_png("L")).decode())).json()
+        assert [(o["name"], o["datatype"]) for o in answer["outputs"]] == [
+            (o["name"], o["datatype"]) for o in metadata["outputs"]]
     assert requests.get(f"{front}/v2/models/digits/ready", timeout=10).json()["ready"] is True
