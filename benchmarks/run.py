@@ -183,6 +183,7 @@ class Phases:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - start, 1)
+            print(f"{name}: {self.seconds[name]} s", flush=True)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

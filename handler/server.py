@@ -378,29 +378,35 @@ class TorchServe:
                 )
         return "\n".join(lines)
 
-    def usage(self) -> str:
-        """What to do with a running server: URLs, the key file and a curl to paste."""
+    def usage(self, models: Sequence[str] = MODELS) -> str:
+        """What to do with a server running ``models``: URLs in the protocol it serves, the key
+        file and a curl to paste."""
         endpoints = self.endpoints
         key = self.client().keys.inference
         return "\n".join([
             f"TorchServe is ready (logs in {self.logs}).",
-            f"  inference   {endpoints.inference}/predictions/<digits|letters|balanced>",
+            f"  inference   {endpoints.inference}{self.prediction_path('<' + '|'.join(models) + '>')}",
             f"  management  {endpoints.management}/models",
             f"  metrics     {endpoints.metrics}/metrics",
             f"  keys        {self.key_file} (they expire after an hour; python -m client keys renews them)",
             "Try it:",
-            f"  curl -H 'Authorization: Bearer {key}' {self.try_it(endpoints.inference)}",
+            f"  curl -H 'Authorization: Bearer {key}' {self.try_it(endpoints.inference, models[0])}",
         ])
 
-    def try_it(self, inference: str) -> str:
-        """The end of a curl command that sends drawing.png in the protocol being served."""
+    def prediction_path(self, model: str) -> str:
+        """Where ``model``'s predictions go in the protocol being served."""
         if self.envelope is None:
-            return f"-T drawing.png {inference}/predictions/digits"
+            return f"/predictions/{model}"
+        return f"/v1/models/{model}:predict" if self.envelope == "kserve" else f"/v2/models/{model}/infer"
+
+    def try_it(self, inference: str, model: str = "digits") -> str:
+        """The end of a curl command that sends drawing.png to ``model`` in the protocol being served."""
+        if self.envelope is None:
+            return f"-T drawing.png {inference}{self.prediction_path(model)}"
         body = ('{"instances": [{"data": "\'$(base64 -w0 drawing.png)\'"}]}' if self.envelope == "kserve"
                 else '{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", '
                      '"data": ["\'$(base64 -w0 drawing.png)\'"]}]}')
-        path = "/v1/models/digits:predict" if self.envelope == "kserve" else "/v2/models/digits/infer"
-        return f"-H 'Content-Type: application/json' -d '{body}' {inference}{path}"
+        return f"-H 'Content-Type: application/json' -d '{body}' {inference}{self.prediction_path(model)}"
 
 
 NOT_RUNNING = 3  # exit status of `status` when the server is down, as LSB init scripts' status
@@ -424,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "start":
             server.start(args.models, timeout=args.timeout)
-            print(server.usage())
+            print(server.usage(args.models))
         elif args.command == "check-java":
             check_java()
         elif args.command == "stop":

@@ -148,6 +148,14 @@ def test_make_serve_then_stop_leaves_no_process_and_no_stray_file(shipped_models
     assert down.returncode != 0 and "TorchServe is not running" in down.stdout
 
 
+@pytest.mark.parametrize("envelope, path", [(None, "/predictions/letters"), ("kserve", "/v1/models/letters:predict"),
+                                            ("kservev2", "/v2/models/letters/infer")])
+def test_the_start_message_sends_to_a_served_model_in_the_served_protocol(tmp_path, envelope, path):
+    server = TorchServe(run_dir=tmp_path, model_store=tmp_path, envelope=envelope)
+    assert server.prediction_path("letters") == path
+    assert server.try_it("http://127.0.0.1:8080", "letters").endswith(f" http://127.0.0.1:8080{path}")
+
+
 def test_a_worker_that_cannot_start_fails_make_serve_at_once_and_says_why(shipped_models, tmp_path, monkeypatch):
     build_archive("digits", shipped_models, tmp_path / "store", serving_config(), tmp_path / "build")
     server = TorchServe(run_dir=tmp_path / "run", model_store=tmp_path / "store",
