@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
 MODEL ?= digits letters balanced
+$(foreach m,$(MODEL),$(if $(filter $(m),digits letters balanced),,$(error MODEL=$(m) is not a recognizer: choose among digits letters balanced)))
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: help install data test test-fast browser
@@ -40,7 +41,7 @@ train: install ## train, export and evaluate MODEL (default: all three) into MOD
 	@for m in $(MODEL); do $(PY) -m training.train --model $$m --data-dir $(DATA_DIR) --out $(MODELS_DIR) $(TRAIN_FLAGS) || exit 1; done
 
 evaluate: install ## re-evaluate the exported MODEL(s) in MODELS_DIR without training (metrics.json, plots)
-	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models $(MODELS_DIR) || exit 1; done
+	@for m in $(MODEL); do $(PY) -m training.evaluate --model $$m --data-dir $(DATA_DIR) --models $(MODELS_DIR) $(if $(CACHE_DIR),--cache-dir $(CACHE_DIR)) || exit 1; done
 
 # Serving. MODELS_DIR: exported models to package; MODEL_STORE: the .mar archives; RUN_DIR: all
 # of TorchServe's runtime files. INFERENCE_PORT, MANAGEMENT_PORT, METRICS_PORT, GRPC_INFERENCE_PORT,

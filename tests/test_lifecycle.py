@@ -148,6 +148,11 @@ def test_make_serve_then_stop_leaves_no_process_and_no_stray_file(shipped_models
     assert down.returncode != 0 and "TorchServe is not running" in down.stdout
 
 
+def test_a_misspelt_model_is_named_before_make_does_anything():
+    result = make("archive", "MODEL=digits digts", check=False)
+    assert result.returncode != 0 and "MODEL=digts is not a recognizer" in result.stderr
+
+
 @pytest.mark.parametrize("envelope, path", [(None, "/predictions/letters"), ("kserve", "/v1/models/letters:predict"),
                                             ("kservev2", "/v2/models/letters/infer")])
 def test_the_start_message_sends_to_a_served_model_in_the_served_protocol(tmp_path, envelope, path):
