@@ -8,8 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
-MODEL ?= digits letters balanced
-$(foreach m,$(MODEL),$(if $(filter $(m),digits letters balanced),,$(error MODEL=$(m) is not a recognizer: choose among digits letters balanced)))
+RECOGNIZERS := digits letters balanced
+MODEL ?= $(RECOGNIZERS)
+$(foreach m,$(MODEL),$(if $(filter $(m),$(RECOGNIZERS)),,$(error MODEL=$(m) is not a recognizer: choose among $(RECOGNIZERS))))
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: help install data test test-fast browser

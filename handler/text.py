@@ -51,6 +51,7 @@ from scipy import ndimage
 from handler.glyph import BlankImageError, GlyphSettings, InputError, bounding_box, measure_stroke_width, normalize_glyph
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+BLANK = "the drawing is blank: draw characters with visible strokes"
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,8 @@ def segment(
     ``max_characters`` groups."""
     peak = float(ink.max()) if ink.size else 0.0
     mask = ink > glyph_settings.noise_floor * peak
-    blank = BlankImageError("the drawing is blank: draw characters with visible strokes")
     if not mask.any():
-        raise blank
+        raise BlankImageError(BLANK)
     # Everything below works on the ink's bounding box (a third of a wide canvas, or less: the
     # components are labelled in a third of the time) and gives the candidates' boxes back in
     # canvas pixels.
@@ -219,7 +219,7 @@ def segment(
         if s is not None and max(s[0].stop - s[0].start, s[1].stop - s[1].start) > settings.speck
     ]
     if not kept:
-        raise blank
+        raise BlankImageError(BLANK)
     ids = [label for label, _ in kept]
     boxes = np.array([box for _, box in kept])
     heights = boxes[:, 3] - boxes[:, 1]
