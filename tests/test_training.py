@@ -6,6 +6,7 @@
 - The canvas renderer draws a glyph the way people draw, and every canvas style decodes through
   the handler's ``canvas_to_glyph`` to nearly the glyph the model was trained on.
 - Re-evaluating an exported model prepares its data as its training did.
+- ``curves.png`` shows the score that picked the exported epoch, not the scans' accuracy alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image, ImageDraw
 from handler.glyph import GlyphSettings, canvas_to_glyph, normalize_glyph
 from training import train
 from training.augment import AugmentSettings, augment
-from training.evaluate import CANVAS_SIZE, CANVAS_STYLES, classification_metrics, render_canvas
+from training.evaluate import CANVAS_SIZE, CANVAS_STYLES, classification_metrics, plot_curves, render_canvas, validation_curves
 from training.evaluate import main as evaluate_main
 from training.model import GlyphNet
 
@@ -169,6 +170,21 @@ def test_training_refuses_options_out_of_range_before_loading_anything(option, c
 def test_evaluating_a_folder_without_a_model_says_so(tmp_path):
     with pytest.raises(SystemExit, match="no exported model in .*make train"):
         evaluate_main(["--model", "digits", "--models", str(tmp_path)])
+
+
+def test_the_curves_show_the_score_that_picked_the_exported_epoch(tmp_path):
+    history = {"train_loss": [0.9, 0.6, 0.5], "val_accuracy": [0.90, 0.95, 0.96],
+               "val_pen_accuracy": [0.80, 0.93, 0.90], "val_score": [0.85, 0.94, 0.93]}
+    curves = validation_curves(history)
+    assert list(curves) == ["scans", "pen characters", "score (mean, picks the epoch)"]
+    assert np.allclose(curves["score (mean, picks the epoch)"], [85.0, 94.0, 93.0])  # in %: epoch 2 is exported
+    plot_curves(history, 2, tmp_path / "curves.png")
+    assert Image.open(tmp_path / "curves.png").size == (720, 280)  # 9 x 3.5 inches at 80 dpi
+
+
+def test_without_pen_data_the_curves_are_the_scans_alone():
+    history = {"train_loss": [0.9, 0.6], "val_accuracy": [0.9, 0.95], "val_pen_accuracy": [None, None], "val_score": [0.9, 0.95]}
+    assert validation_curves(history) == {"scans": [90.0, 95.0]}
 
 
 def test_augment_keeps_the_batch_shape_and_range():

@@ -219,18 +219,38 @@ def plot_confusion(matrix: np.ndarray, names: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+def validation_curves(history: dict[str, list[float | None]]) -> dict[str, list[float]]:
+    """The validation accuracies of each epoch to plot, in %, from ``history`` as
+    :func:`training.train.fit` keeps it: the scans'; with pen data also the pen characters' and
+    the score (their mean), which picks the epoch that is exported."""
+    curves = {"scans": history["val_accuracy"]}
+    if any(value is not None for value in history.get("val_pen_accuracy") or []):
+        curves |= {"pen characters": history["val_pen_accuracy"], "score (mean, picks the epoch)": history["val_score"]}
+    return {label: [100.0 * value for value in values] for label, values in curves.items()}
+
+
+def plot_curves(history: dict[str, list[float | None]], best_epoch: int | None, path: Path) -> None:
+    """``curves.png``: the training loss and :func:`validation_curves` of each epoch, the
+    exported ``best_epoch`` marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = range(1, len(history["train_loss"]) + 1)
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     loss_ax.plot(epochs, history["train_loss"], marker="o")
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    acc_ax.plot(epochs, [100 * a for a in history["val_accuracy"]], marker="o", color="tab:green")
+    for (label, values), colour in zip(validation_curves(history).items(), ("tab:green", "tab:purple", "black")):
+        acc_ax.plot(epochs, values, marker="o", markersize=4, color=colour, label=label,
+                    linestyle="--" if label.startswith("score") else "-")
+    if best_epoch:
+        acc_ax.axvline(best_epoch, color="grey", linewidth=1, linestyle=":", label=f"exported (epoch {best_epoch})")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+    acc_ax.legend(fontsize="small")
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -484,7 +504,7 @@ def evaluate_folder(
         json.dumps({"classes": names, "rows_true_columns_predicted": matrix.tolist()}) + "\n"
     )
     plot_confusion(matrix, names, folder / "confusion_matrix.png")
-    plot_curves(training["history"], folder / "curves.png")
+    plot_curves(training["history"], training.get("best_epoch"), folder / "curves.png")
     plot_reliability(
         {f"{part}, {when}": (a.confidence(t), a.correct) for part, a in answers.items()
          for when, t in (("T=1", 1.0), (f"T={calibration['temperature']:.2f}", calibration["temperature"]))},
