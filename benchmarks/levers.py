@@ -15,7 +15,11 @@ decoding costs against the decoders it does not use):
   characters, then traced and frozen as TorchScript (torch.ao's FX mode is deprecated in favour of
   torchao, which this project does not depend on): its forward pass against the float
   backends', its test accuracy against ``model.pt``'s, and the share of labels it changes on the
-  test scans and the test writers' pen characters (the issue allows at most 0.1%);
+  test scans and the test writers' pen characters (the issue allows at most 0.1%); and the same
+  for ONNX Runtime's own post-training static quantization of ``model.onnx``
+  (``onnxruntime.quantization.quantize_static``: QDQ format, per-channel int8 weights, uint8
+  activations calibrated by MinMax on the same images; ONNX Runtime's "Quantize ONNX models"
+  documentation), whose int8 kernels use this CPU's VNNI instructions;
 - **JSON**: encoding a ``balanced`` answer (47 probabilities) with the standard library's
   ``json.dumps`` against orjson (what the handler uses, :func:`handler.recognizer.to_json`);
 - **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow alone, by the
@@ -56,7 +60,7 @@ from benchmarks.handler_cost import per_item_ms
 from benchmarks.heldout import canvas_pngs, load_heldout
 from benchmarks.run import load_conditions, machine, model_files
 from handler.archive import write_onnx
-from handler.forward import BACKENDS, ONNX_FILE, load_backend
+from handler.forward import BACKENDS, INPUT, ONNX_FILE, OnnxRuntimeModel, load_backend
 from handler.glyph import GlyphSettings, decode_image
 from handler.png import plain_png
 from handler.inprocess import start_batch, worker_context
@@ -107,6 +111,36 @@ def quantize_int8(scripted: torch.jit.ScriptModule, calibration: torch.Tensor) -
         return torch.jit.freeze(torch.jit.trace(wrapped, calibration[:1]))
 
 
+class _Batches:
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over model inputs: one feed dict per call
+    of ``get_next``, then ``None``. Batches of one size (its histogram calibrators stack them)."""
+
+    def __init__(self, inputs: np.ndarray, size: int = 50):
+        self.feeds = iter([{INPUT: inputs[i : i + size]} for i in range(0, len(inputs) - size + 1, size)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
+
+
+def quantize_onnx_int8(onnx_path: Path, calibration: torch.Tensor, out: Path, threads: int = 1) -> OnnxRuntimeModel:
+    """The ONNX model at ``onnx_path`` quantized by ONNX Runtime after observing ``calibration``
+    (model inputs float32 ``[N, 1, 28, 28]``, N >= 50), written to ``out`` and loaded on
+    ``threads`` intra-op threads: ``quantize_static`` in QDQ format with per-channel int8
+    weights and uint8 activations (MinMax calibration), after ``quant_pre_process`` (shape
+    inference and graph optimization, which folds the classifier's BatchNorm into its Gemm)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))
+        quantize_static(
+            str(prepared), str(out), _Batches(calibration.numpy()), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+        )
+    return OnnxRuntimeModel(out, threads)
+
+
 def _inputs(glyphs: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return ((torch.from_numpy(glyphs).float() / 255.0 - mean) / std).unsqueeze(1)
 
@@ -129,30 +163,46 @@ def int8_lever(name: str, model_dir: Path, data_dir: Path, threads: int = 1) -> 
     if pen_val is not None:
         parts.append(pen_val.images[rng.choice(len(pen_val), min(CALIBRATION, len(pen_val)), replace=False)])
     scripted = torch.jit.load(str(model_dir / "model.pt")).eval()
-    int8 = quantize_int8(scripted, _inputs(np.concatenate(parts), mean, std))
+    calibration = _inputs(np.concatenate(parts), mean, std)
     classes = len(json.loads((model_dir / "index_to_name.json").read_text()))
-    result: dict[str, Any] = {"calibration_images": int(sum(len(part) for part in parts))}
-    for part, split in (("test_scans", data.test), ("pen_test", pen_characters(data, name, "test"))):
-        if split is None:
-            continue
-        inputs = _inputs(split.images, mean, std)
-        float_labels, int8_labels = _labels(scripted, inputs, classes), _labels(int8, inputs, classes)
-        result[part] = {
-            "images": len(split),
-            "accuracy_float": round(float((float_labels == split.labels).mean()), 5),
-            "accuracy_int8": round(float((int8_labels == split.labels).mean()), 5),
-            "labels_changed": int((float_labels != int8_labels).sum()),
-            "labels_changed_share": round(float((float_labels != int8_labels).mean()), 5),
-        }
+    result: dict[str, Any] = {"calibration_images": len(calibration)}
     scans = _inputs(data.test.images[:200], mean, std)
     one = [scans[i : i + 1] for i in range(len(scans))]
     with tempfile.TemporaryDirectory() as archive:  # model.onnx, as make archive exports it
         write_onnx(model_dir, Path(archive) / ONNX_FILE)
-        runs = {"int8 (torchscript)": int8, **{backend: load_backend(backend, torch.jit.load(str(model_dir / "model.pt")),
-                                                                       Path(archive), threads) for backend in BACKENDS}}
+        int8 = {
+            "torchscript": quantize_int8(scripted, calibration),
+            "onnxruntime": quantize_onnx_int8(Path(archive) / ONNX_FILE, calibration, Path(archive) / "int8.onnx", threads),
+        }
+        for part, split in (("test_scans", data.test), ("pen_test", pen_characters(data, name, "test"))):
+            if split is not None:
+                result[part] = label_changes(scripted, int8, _inputs(split.images, mean, std), split.labels, classes)
+        runs = {
+            **{f"int8 ({way})": model for way, model in int8.items()},
+            **{backend: load_backend(backend, torch.jit.load(str(model_dir / "model.pt")), Path(archive), threads)
+               for backend in BACKENDS},
+        }
         with torch.inference_mode():
             result["forward_ms"] = {way: median_ms(run, one) for way, run in runs.items()}
     return result
+
+
+def label_changes(
+    scripted: torch.jit.ScriptModule, int8: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    inputs: torch.Tensor, labels: np.ndarray, classes: int,
+) -> dict[str, Any]:
+    """The float model's accuracy on ``inputs`` (true ``labels``) and, per int8 copy, its
+    accuracy and how many of the float model's labels it changes."""
+    float_labels = _labels(scripted, inputs, classes)
+    figures: dict[str, Any] = {"images": len(labels), "accuracy_float": round(float((float_labels == labels).mean()), 5)}
+    for way, model in int8.items():
+        int8_labels = _labels(model, inputs, classes)
+        figures[f"int8 ({way})"] = {
+            "accuracy": round(float((int8_labels == labels).mean()), 5),
+            "labels_changed": int((float_labels != int8_labels).sum()),
+            "labels_changed_share": round(float((float_labels != int8_labels).mean()), 5),
+        }
+    return figures
 
 
 def channels_last_lever(model_dir: Path, inputs: list[torch.Tensor]) -> dict[str, float]:

@@ -8,9 +8,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+import onnx
+
 from benchmarks.heldout import canvas_pngs, typeset_heldout
+from handler.archive import write_onnx
 from benchmarks.levers import (
-    HANDLER_DECODER, balanced_answer, channels_last_lever, decoder_lever, eager_network, inflate_lever, json_lever, quantize_int8,
+    HANDLER_DECODER, balanced_answer, channels_last_lever, decoder_lever, eager_network, inflate_lever, json_lever, label_changes,
+    quantize_int8, quantize_onnx_int8,
 )
 from tests.conftest import typeset_inputs
 from training.model import CaseMerged
@@ -36,6 +40,25 @@ def test_the_int8_copy_is_torchscript_with_the_same_outputs_and_mostly_the_same_
         expected, got = scripted(inputs), int8(inputs)
     assert got.shape == expected.shape
     assert float((got.argmax(1) == expected.argmax(1)).float().mean()) >= 0.9
+
+
+def test_onnx_runtimes_int8_copy_runs_int8_kernels_and_its_label_changes_are_counted(shipped_models, tmp_path):
+    folder = shipped_models / "letters"
+    scripted = torch.jit.load(str(folder / "model.pt")).eval()
+    inputs = typeset_inputs("letters", folder)
+    write_onnx(folder, tmp_path / "model.onnx")
+    int8 = quantize_onnx_int8(tmp_path / "model.onnx", inputs.repeat(2, 1, 1, 1), tmp_path / "int8.onnx")
+    operators = {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= operators  # QDQ: ONNX Runtime fuses them into int8 convolutions
+    with torch.no_grad():
+        expected = scripted(inputs)
+    labels = expected[:, :26].argmax(1).numpy()
+    figures = label_changes(scripted, {"onnxruntime": int8, "float": scripted}, inputs, labels, 26)
+    assert figures["images"] == len(inputs) and figures["accuracy_float"] == 1.0  # the float model's own labels
+    assert figures["int8 (float)"] == {"accuracy": 1.0, "labels_changed": 0, "labels_changed_share": 0.0}
+    changed = figures["int8 (onnxruntime)"]
+    assert changed["labels_changed"] == round((1.0 - changed["accuracy"]) * len(inputs))
+    assert changed["labels_changed_share"] <= 0.1
 
 
 def test_channels_last_and_the_decoders_are_timed(shipped_models):
