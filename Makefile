@@ -109,7 +109,7 @@ BENCH_FLAGS = --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR)
 bench: java ## measure (< 10 min): handler cost, TorchServe vs a no-op handler and a plain Flask app, workers x batch, cold start, memory, accuracy over HTTP; writes benchmarks/results/latest.json and README's table
 	$(PY) -m benchmarks --profile full $(BENCH_FLAGS) --out benchmarks/results/latest.json --readme README.md
 
-bench-levers: install ## the performance levers make bench does not run (int8, channels-last, PNG decoders, JSON encoders) into benchmarks/results/levers.json; needs DATA_DIR (~5 min more on a fresh clone)
+bench-levers: install ## the performance levers make bench does not run (int8, channels-last, narrower networks, PNG decoders, JSON encoders) into benchmarks/results/levers.json; needs DATA_DIR (~5 min more on a fresh clone)
 	$(PY) -m benchmarks.levers --models-dir $(MODELS_DIR) --data-dir $(DATA_DIR) --out benchmarks/results/levers.json
 
 bench-quick: java ## every benchmark for a few seconds (a smoke run, into BENCH_QUICK_OUT; the README is left alone)

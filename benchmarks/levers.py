@@ -20,6 +20,9 @@ decoding costs against the decoders it does not use):
   (``onnxruntime.quantization.quantize_static``: QDQ format, per-channel int8 weights, uint8
   activations calibrated by MinMax on the same images; ONNX Runtime's "Quantize ONNX models"
   documentation), whose int8 kernels use this CPU's VNNI instructions;
+- **a narrower network**: the forward pass of one drawing on ONNX Runtime by :class:`GlyphNet`
+  (``balanced``'s 47 outputs) at the shipped width and narrower ones, untrained: what the
+  forward pass would cost before any retraining, whose accuracy this does not measure;
 - **JSON**: encoding a ``balanced`` answer (47 probabilities) with the standard library's
   ``json.dumps`` against orjson (what the handler uses, :func:`handler.recognizer.to_json`);
 - **decoders**: PNG decoding of held-out canvases, by image mode, by Pillow alone, by the
@@ -60,7 +63,7 @@ from benchmarks.handler_cost import per_item_ms
 from benchmarks.heldout import canvas_pngs, load_heldout
 from benchmarks.run import load_conditions, machine, model_files
 from handler.archive import write_onnx
-from handler.forward import BACKENDS, INPUT, ONNX_FILE, OnnxRuntimeModel, load_backend
+from handler.forward import BACKENDS, INPUT, ONNX_FILE, OnnxRuntimeModel, export_onnx, load_backend
 from handler.glyph import GlyphSettings, decode_image
 from handler.png import plain_png
 from handler.inprocess import start_batch, worker_context
@@ -213,6 +216,24 @@ def channels_last_lever(model_dir: Path, inputs: list[torch.Tensor]) -> dict[str
         return {"contiguous": median_ms(optimized, inputs), "channels_last": median_ms(optimized, last)}
 
 
+WIDTHS = (32, 24, 16)  # GlyphNet's first-layer channels: the shipped width (config/recognizers.yaml) and narrower
+
+
+def width_lever(outputs: int = 47, widths: Sequence[int] = WIDTHS, threads: int = 1) -> dict[str, Any]:
+    """Per :class:`GlyphNet` width: its parameters and the median ms of one drawing's forward
+    pass on ONNX Runtime (``threads`` intra-op threads), with untrained weights: speed only."""
+    drawings = [torch.randn(1, 1, 28, 28) for _ in range(100)]
+    figures = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for width in widths:
+            network = torch.jit.script(GlyphNet(outputs, width=width).eval())
+            path = Path(scratch) / f"width{width}.onnx"
+            path.write_bytes(export_onnx(network, 28))
+            figures[str(width)] = {"parameters": sum(p.numel() for p in network.parameters()),
+                                   "ms_per_image": median_ms(OnnxRuntimeModel(path, threads), drawings)}
+    return figures
+
+
 def json_lever(answer: dict[str, Any]) -> dict[str, float]:
     """Microseconds to encode ``answer`` by the standard library and by the handler's encoder."""
     encoders = {"json.dumps": json.dumps, "orjson (handler.recognizer.to_json)": to_json}
@@ -303,6 +324,7 @@ def run(models_dir: Path, data_dir: Path) -> dict[str, Any]:
         "json_us": json_lever(balanced_answer(models_dir, canvases[0])),
         "channels_last_ms": channels_last_lever(models_dir / "digits", [torch.randn(1, 1, 28, 28) for _ in range(100)]),
         "int8": {name: int8_lever(name, models_dir / name, data_dir) for name in MODELS},
+        "width_forward_ms": width_lever(),
     }
 
 

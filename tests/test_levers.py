@@ -14,7 +14,7 @@ from benchmarks.heldout import canvas_pngs, typeset_heldout
 from handler.archive import write_onnx
 from benchmarks.levers import (
     HANDLER_DECODER, balanced_answer, channels_last_lever, decoder_lever, eager_network, inflate_lever, json_lever, label_changes,
-    quantize_int8, quantize_onnx_int8,
+    quantize_int8, quantize_onnx_int8, width_lever,
 )
 from tests.conftest import typeset_inputs
 from training.model import CaseMerged
@@ -78,3 +78,9 @@ def test_both_encoders_are_timed_on_a_whole_balanced_answer(shipped_models):
     assert len(answer["probabilities"]) == 47
     timings = json_lever(answer)
     assert set(timings) == {"json.dumps", "orjson (handler.recognizer.to_json)"} and all(us > 0 for us in timings.values())
+
+
+def test_narrower_networks_are_timed_with_fewer_parameters():
+    figures = width_lever(outputs=10, widths=(32, 16))
+    assert list(figures) == ["32", "16"] and all(f["ms_per_image"] > 0 for f in figures.values())
+    assert figures["16"]["parameters"] < figures["32"]["parameters"] / 3  # most weights grow with width squared
