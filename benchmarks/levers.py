@@ -19,7 +19,7 @@ decoding costs against the decoders it does not use):
   for ONNX Runtime's own post-training static quantization of ``model.onnx``
   (``onnxruntime.quantization.quantize_static``: QDQ format, per-channel int8 weights, uint8
   activations calibrated by MinMax on the same images; ONNX Runtime's "Quantize ONNX models"
-  documentation), whose int8 kernels use this CPU's VNNI instructions;
+  documentation), whose int8 kernels use VNNI instructions where the CPU has them (this machine's does);
 - **a narrower network**: the forward pass of one drawing on ONNX Runtime by :class:`GlyphNet`
   (``balanced``'s 47 outputs) at the shipped width and narrower ones, untrained: what the
   forward pass would cost before any retraining, whose accuracy this does not measure;

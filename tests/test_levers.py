@@ -5,17 +5,16 @@ check that the pieces behind them do what the report says they do, on the shippe
 
 from __future__ import annotations
 
+import onnx
 import pytest
 import torch
 
-import onnx
-
 from benchmarks.heldout import canvas_pngs, typeset_heldout
-from handler.archive import write_onnx
 from benchmarks.levers import (
     HANDLER_DECODER, balanced_answer, channels_last_lever, decoder_lever, eager_network, inflate_lever, json_lever, label_changes,
     quantize_int8, quantize_onnx_int8, width_lever,
 )
+from handler.archive import write_onnx
 from tests.conftest import typeset_inputs
 from training.model import CaseMerged
 
