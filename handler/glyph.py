@@ -156,7 +156,8 @@ def _border(values: np.ndarray) -> np.ndarray:
 
 TRANSPARENT_BACKGROUND = 0.1  # a background less opaque than this is transparent: ink = alpha
 FLAT_BORDER = 0.5  # a canvas: at least this share of its border is exactly one grey level
-EDGE_INK = 0.9  # ... and no edge is this much ink (a desk or a scanner lid along a photo's edge)
+EDGE_INK = 0.9  # ... and no edge is this much ink (a desk or a scanner lid along a photo's edge) ...
+PEN_SHARE = 0.5  # ... unless that ink is one exact level for this share of it: a pen's stroke
 INK_AREA = 0.5  # ... and ink covers less than this share of it
 STROKE_EXTENT = 0.02  # a stroke this long (share of the image's longer side) is a drawing ...
 MIN_STROKE = 8  # ... and at least this many pixels long; anything smaller is a speck
@@ -355,14 +356,24 @@ def _drawing_box(mask: np.ndarray, count: int, settings: GlyphSettings) -> tuple
     return box
 
 
-def _is_canvas(mask: np.ndarray, count: int) -> bool:
-    """Whether the ink found against a flat background (``mask``, ``count`` pixels) is a drawing
-    on a canvas: not most of the image, and no edge of the image covered with it, as a photo's
-    desk or a scan's dark lid along an edge would be."""
-    edges = (mask[0], mask[-1], mask[:, 0], mask[:, -1])
-    return count < INK_AREA * mask.size and all(
-        np.count_nonzero(edge) < EDGE_INK * edge.size for edge in edges
-    )
+def _is_canvas(levels: np.ndarray, mask: np.ndarray, count: int) -> bool:
+    """Whether the ink found against a flat background (``mask``, ``count`` pixels, of an image
+    whose ink or 8-bit values are ``levels``) is a drawing on a canvas: not most of the image, and
+    no edge of the image covered with ink that has a photo's grain, as a desk or a scan's dark lid
+    along an edge would have. A pen paints one level, so a stroke drawn along the edge of a
+    canvas (a big ``T`` or ``L`` filling it) is one level for most of its length."""
+    if count >= INK_AREA * mask.size:
+        return False
+    for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
+        ink = levels[edge][mask[edge]]
+        if ink.size >= EDGE_INK * mask[edge].size and not _one_level(ink):
+            return False
+    return True
+
+
+def _one_level(ink: np.ndarray) -> bool:
+    """Whether at least :data:`PEN_SHARE` of the 1-D array ``ink`` holds one exact value."""
+    return int(np.unique(ink, return_counts=True)[1].max()) >= PEN_SHARE * ink.size
 
 
 def _check_contrast(peak: float, settings: GlyphSettings) -> None:
@@ -408,7 +419,7 @@ def _canvas_glyph(
     else:
         mask = (values < low) | (values > high)
     count = int(np.count_nonzero(mask))
-    if maybe_photo and not _is_canvas(mask, count):
+    if maybe_photo and not _is_canvas(values, mask, count):
         return None
     box = _drawing_box(mask, count, settings)
     # Each value's 8-bit level in the glyph's frame is computed once, on the 256 values, with the
@@ -479,7 +490,7 @@ def canvas_ink(
     which then goes through :func:`normalize_glyph` as a single character does.
 
     Raises :class:`InputError` for undecodable images and for images whose ink covers half of
-    them or an edge (photos of paper: text is read on canvases only), :class:`BlankImageError`
+    them or an edge with a photo's grain (photos of paper: text is read on canvases only), :class:`BlankImageError`
     when there is no drawing.
     """
     image = decode_image(data, limits)
@@ -488,9 +499,9 @@ def canvas_ink(
     _check_contrast(peak, settings)
     mask = ink > settings.noise_floor * peak
     count = int(np.count_nonzero(mask))
-    # What canvas_to_glyph would read as a photo (ink over half the image or along an edge: the
-    # background is not what fills the border) has no ink map to segment.
-    if min(ink.shape) >= MIN_PHOTO_SIDE and not _is_canvas(mask, count):
+    # What canvas_to_glyph would read as a photo (ink over half the image, or grainy ink along an
+    # edge: the background is not what fills the border) has no ink map to segment.
+    if min(ink.shape) >= MIN_PHOTO_SIDE and not _is_canvas(ink, mask, count):
         raise InputError(
             "text is read on drawings on a canvas (one background colour), not on photos of "
             "paper: draw the characters on a canvas, or send them one at a time"

@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from training.strokes import strokes_png
+
 # Strokes in canvas fractions (x, y from the top left); "ellipse" is a bounding box.
 STROKES: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {
     "0": [("ellipse", [(0.3, 0.15), (0.7, 0.85)])],
@@ -30,6 +32,12 @@ STROKES: dict[str, list[tuple[str, list[tuple[float, float]]]]] = {
     "5": [("line", [(0.36, 0.08), (0.72, 0.08)]),
           ("line", [(0.36, 0.2), (0.34, 0.48), (0.55, 0.44), (0.68, 0.56), (0.67, 0.74), (0.5, 0.85), (0.32, 0.8)])],
     "i": [("dot", [(0.5, 0.2)]), ("line", [(0.5, 0.4), (0.5, 0.85)])],
+    # Block capitals whose strokes run along the canvas's edges when they fill it (filling()).
+    "E": [("line", [(0.72, 0.15), (0.3, 0.15), (0.3, 0.85), (0.72, 0.85)]), ("line", [(0.3, 0.5), (0.62, 0.5)])],
+    "F": [("line", [(0.72, 0.15), (0.3, 0.15), (0.3, 0.85)]), ("line", [(0.3, 0.48), (0.62, 0.48)])],
+    "H": [("line", [(0.28, 0.15), (0.28, 0.85)]), ("line", [(0.72, 0.15), (0.72, 0.85)]),
+          ("line", [(0.28, 0.5), (0.72, 0.5)])],
+    "Z": [("line", [(0.28, 0.15), (0.72, 0.15), (0.28, 0.85), (0.72, 0.85)])],
 }
 
 
@@ -57,6 +65,18 @@ def drawing(char: str = "7", side: int = 280, width: int = 20) -> Image.Image:
 
 def drawing_png(char: str = "7", **kwargs) -> bytes:
     return encode(drawing(char, **kwargs))
+
+
+def filling(char: str, style: str, margin: int = 0, side: int = 280, width: int = 20) -> bytes:
+    """``char`` (of :data:`STROKES`, lines only) stretched to fill a ``side`` x ``side`` canvas, the
+    outside of its strokes ``margin`` pixels from the canvas's edges, drawn anti-aliased with a
+    round pen ``width`` pixels wide in ``style`` (:data:`training.canvas.CANVAS_STYLES`), as the
+    pen data is drawn: a big letter drawn to the very edges of the pad."""
+    points = np.concatenate([np.array(line) for _, line in STROKES[char]])
+    low, high = points.min(axis=0), points.max(axis=0)
+    start, span = margin + width / 2, side - 2 * margin - width
+    strokes = [start + (np.array(line) - low) / (high - low) * span for _, line in STROKES[char]]
+    return strokes_png(strokes, width, (side, side), style)
 
 
 def text_drawing(

@@ -14,18 +14,28 @@ from PIL import Image, ImageDraw
 
 from handler.glyph import canvas_to_glyph
 from handler.recognizer import RecognizerHandler
-from tests.canvases import drawing, encode, exif_oriented, layered, paper_photo
+from training.canvas import CANVAS_STYLES
+from tests.canvases import drawing, encode, exif_oriented, filling, layered, paper_photo
 from tests.test_handler import handle, make_context
 
 EDGES = ("top", "bottom", "left", "right")
 
 
-@pytest.fixture(scope="module")
-def digits(shipped_models: Path):
-    context = make_context(shipped_models / "digits", "digits")
+def recognizer(models: Path, name: str) -> tuple[RecognizerHandler, object]:
+    context = make_context(models / name, name)
     handler = RecognizerHandler()
     handler.initialize(context)
     return handler, context
+
+
+@pytest.fixture(scope="module")
+def digits(shipped_models: Path):
+    return recognizer(shipped_models, "digits")
+
+
+@pytest.fixture(scope="module")
+def letters(shipped_models: Path):
+    return recognizer(shipped_models, "letters")
 
 
 def answer(digits, data: bytes) -> tuple[int, dict]:
@@ -76,6 +86,36 @@ def test_a_speck_on_a_large_canvas_is_blank(digits):
     ImageDraw.Draw(image).ellipse([2000, 2000, 2005, 2005], fill=0)
     status, body = answer(digits, encode(image))
     assert (status, body["type"]) == (400, "BlankImageError")
+
+
+# -- 2b. big drawings up to the canvas's edges ---------------------------------------------------
+
+
+@pytest.mark.parametrize("style", CANVAS_STYLES)
+@pytest.mark.parametrize("char", ["E", "F", "H", "L", "T", "Z"])
+def test_a_letter_drawn_up_to_the_edges_of_the_canvas_is_read(letters, char, style):
+    # Its strokes run along whole edges: a pen's one level there, not a photo's desk.
+    assert label(letters, filling(char, style, margin=2)) == char
+
+
+@pytest.mark.parametrize("style", CANVAS_STYLES)
+@pytest.mark.parametrize("char", ["F", "L", "T"])
+def test_a_letter_whose_stroke_covers_an_edge_of_the_canvas_is_read(letters, char, style):
+    assert label(letters, filling(char, style, margin=0)) == char
+
+
+def clipped_scan(char: str | None = "7", side: int = 400, lid: int = 40, seed: int = 0) -> bytes:
+    """A scan whose paper is clipped to pure white (a flat border, as a canvas has) with the
+    scanner's dark lid, grainy, along the left edge and ``char`` drawn on the paper."""
+    page = np.asarray(drawing(char, side=side), dtype=np.float64) if char else np.full((side, side), 255.0)
+    page[:, :lid] = 40.0 + 12.0 * np.random.default_rng(seed).standard_normal((side, lid))
+    return encode(Image.fromarray(np.uint8(np.clip(page, 0, 255))))
+
+
+def test_a_scan_with_a_dark_lid_along_an_edge_is_read_as_a_photo(digits):
+    assert label(digits, clipped_scan("7")) == "7"
+    status, body = answer(digits, clipped_scan(None))
+    assert (status, body["type"]) == (400, "BlankImageError") and "no drawing found on the paper" in body["message"]
 
 
 # -- 3. partly transparent backgrounds --------------------------------------------------------
