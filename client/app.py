@@ -234,9 +234,7 @@ class Recognizer:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
         except EXPLAINED as error:
             return "", None, "", self.failure(error), gr.update()
-        count = len(result["characters"])
-        status = (f"{result['model']} {result['version']} reads **{result['text']}** "
-                  f"({count} characters, confidence {result['confidence']:.1%})")
+        status = text_status(result)
         boxes = annotate(image, result["characters"])
         return result["text"], boxes, f"{elapsed_ms:.0f} ms", status, picker
 
@@ -329,6 +327,22 @@ class Recognizer:
 def shown_choice(choice: str | None) -> str:
     """A picker's value as the page shows it: ``"digits/1.0"`` -> ``"digits 1.0"``."""
     return choice_label(choice) if choice else "(no version chosen)"
+
+
+def text_status(result: dict[str, Any]) -> str:
+    """The text answer (``mode=text``) as a person reads it: the string, how many characters and
+    its confidence; when a piece of it is no character (``"accepted": false``), which ones, as
+    the string holds their closest guess."""
+    count = len(result["characters"])
+    status = (f"{result['model']} {result['version']} reads **{result['text']}** "
+              f"({count} characters, confidence {result['confidence']:.1%})")
+    refused = [(place, c["label"]) for place, c in enumerate(result["characters"], 1) if c.get("accepted") is False]
+    if refused:
+        kind = WHAT_IS_READ.get(result["model"], "character")
+        pieces = ", ".join(f"piece {place} (read as {label})" for place, label in refused)
+        verdict = f"does not look like a {kind}" if len(refused) == 1 else f"do not look like {kind}s"
+        status += f". **Check it:** {pieces} {verdict}"
+    return status
 
 
 def answer_text(result: dict[str, Any]) -> str:

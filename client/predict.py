@@ -47,10 +47,13 @@ def recognize(client: TorchServeClient, path: Path, args: argparse.Namespace) ->
 def text_line(result: dict[str, Any], show_ranking: bool) -> str:
     """``seven.png: 7 (98.2%)``, with ``--top-k`` followed by the ranking; a drawing the service
     does not accept as a character (``"accepted": false``) is said to be none, with its guess.
-    A text answer (``mode=text``) prints the string and its confidence, with ``--top-k`` each
-    character's ranking."""
+    A text answer (``mode=text``) prints the string and its confidence, the pieces of it that are
+    no character (``"accepted": false``) by their place, with ``--top-k`` each character's ranking."""
     if result.get("mode") == "text":
         line = f"{result['file']}: {result['text']} ({result['confidence']:.1%})"
+        refused = [str(place) for place, c in enumerate(result["characters"], 1) if c.get("accepted") is False]
+        if refused:
+            line += f", not a character: piece {', '.join(refused)}"
         if show_ranking:
             line += "".join(f"\n  {c['label']}: " + _ranking(c) for c in result["characters"])
         return line

@@ -301,8 +301,10 @@ class RecognizerHandler(BaseHandler):
         self, request: Request, segmentation: text.Segmentation, batch: Batch, rows: list[int]
     ) -> dict[str, Any]:
         """The text contract (``mode=text``): the string read, its confidence (the product of its
-        characters' confidences) and each character, left to right, with its box in canvas
-        pixels. Raises :class:`InputError` when it holds more than ``max_characters``."""
+        characters' confidences), whether every character of it is accepted as one of the model's
+        characters (a piece that is none, a dash between digits, is still in ``text``: the string
+        is flagged, not silently mended) and each character, left to right, with its box in
+        canvas pixels. Raises :class:`InputError` when it holds more than ``max_characters``."""
         answered = batch.probabilities[rows]
         labels = [self.classes[i] for i in answered.argmax(dim=1).tolist()]
         best = character_probability(batch.logits[rows], len(self.classes), self.calibration["temperature"])
@@ -328,6 +330,7 @@ class RecognizerHandler(BaseHandler):
             "mode": TEXT,
             "text": reading.text,
             "confidence": float(np.prod([c["confidence"] for c in characters])),
+            "accepted": all(c["accepted"] for c in characters),
             "characters": characters,
         }
 

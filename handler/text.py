@@ -9,6 +9,9 @@ Pure functions on numpy arrays; the handler runs the model between :func:`segmen
      normalization's noise floor), specks of at most :attr:`SegmentSettings.speck` pixels left out;
    - the **line height**: the median height of the components at least half as tall as the
      tallest;
+   - the **lines**: the bands of rows that components overlapping in y chain together; more
+     than one band at least ``min_line`` line heights tall is a second line, refused (a 400:
+     text is read on one line, and reading two lines as one gives a confident wrong string);
    - the **certain merges**: two components overlapping in x by at least ``merge_overlap`` of the
      narrower one's width when one of them is short (under ``short_piece`` line heights): the
      dot of an ``i`` or ``j``, the bar of a ``5``, ``7`` or ``T`` drawn apart, the pieces of an
@@ -71,6 +74,7 @@ class SegmentSettings:
     character_bonus: float = -0.3  # added to the log-probability of a reading per character
     space_gap: float = 0.6  # a space: a gap at least this wide ...
     space_ratio: float = 2.5  # ... and this many times the median of the narrower gaps
+    min_line: float = 0.5  # a band of ink rows this tall, apart from the others, is a line of text
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,26 @@ def _candidate(
     return Candidate(first, first + len(pieces), box, glyph)
 
 
+def too_many_lines(count: int) -> InputError:
+    return InputError(
+        f"the drawing holds {count} lines of text; text is read on one line: "
+        "send each line in a request of its own"
+    )
+
+
+def lines(boxes: np.ndarray, min_height: float) -> int:
+    """How many lines of text components with ``boxes`` (int [n, 4]: x0, y0, x1, y1) hold: the
+    bands of rows that components overlapping in y chain together, counting those at least
+    ``min_height`` pixels tall (the dot of an ``i`` or a bar drawn above a character is no line)."""
+    bands: list[list[int]] = []
+    for top, bottom in sorted(boxes[:, [1, 3]].tolist()):
+        if bands and top < bands[-1][1]:
+            bands[-1][1] = max(bands[-1][1], bottom)
+        else:
+            bands.append([top, bottom])
+    return sum(bottom - top >= min_height for top, bottom in bands)
+
+
 def segment(
     ink: np.ndarray,
     glyph_settings: GlyphSettings = GlyphSettings(),
@@ -200,7 +224,7 @@ def segment(
     """The candidate characters of a canvas's ink map (float [H, W] in [0, 1], 1 = ink; see the
     module docstring). Raises :class:`handler.glyph.BlankImageError` when no ink is left once
     specks are dropped, :class:`handler.glyph.InputError` when the ink holds more than
-    ``max_characters`` groups."""
+    ``max_characters`` groups or more than one line (:func:`lines`)."""
     peak = float(ink.max()) if ink.size else 0.0
     mask = ink > glyph_settings.noise_floor * peak
     if not mask.any():
@@ -224,6 +248,9 @@ def segment(
     boxes = np.array([box for _, box in kept])
     heights = boxes[:, 3] - boxes[:, 1]
     height = float(np.median(heights[heights >= heights.max() / 2]))
+    found_lines = lines(boxes, settings.min_line * height)
+    if found_lines > 1:
+        raise too_many_lines(found_lines)
 
     overlap = _overlap(boxes)
     short = heights < settings.short_piece * height

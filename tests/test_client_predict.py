@@ -102,3 +102,11 @@ def test_text_prints_the_string_read_and_json_the_whole_answer(torchserve, tmp_p
     [answer] = json.loads(capsys.readouterr().out)
     assert answer["file"] == str(number) and answer["mode"] == "text" and answer["text"] == "1704"
     assert [c["label"] for c in answer["characters"]] == list("1704")
+
+
+def test_text_names_the_pieces_that_are_no_character(torchserve, tmp_path, capsys):
+    dashed = tmp_path / "dashed.png"
+    dashed.write_bytes(encode(text_drawing("17-04", gaps=30)))
+    predict(torchserve, "--text", dashed)
+    assert re.fullmatch(rf"{re.escape(str(dashed))}: 17\d04 \(\d+\.\d%\), not a character: piece 3",
+                        capsys.readouterr().out.strip())

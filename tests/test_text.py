@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from handler import text
 from handler.glyph import BlankImageError, InputError, canvas_ink
@@ -94,6 +95,31 @@ def test_more_groups_than_the_limit_are_refused_before_the_model():
         text.segment(canvas_ink(encode(text_drawing("111111", gaps=30))), max_characters=5)
 
 
+def two_lines(first: str, second: str, apart: int = 20):
+    """Two strings of :func:`text_drawing`, the second ``apart`` pixels of paper below the first."""
+    top, bottom = text_drawing(first, gaps=30), text_drawing(second, gaps=30)
+    margin = 40  # text_drawing's paper around the string
+    canvas = Image.new("L", (max(top.width, bottom.width), top.height + bottom.height - 2 * margin + apart), 255)
+    canvas.paste(top, (0, 0))
+    canvas.paste(bottom, (0, top.height - 2 * margin + apart), mask=Image.eval(bottom, lambda v: 255 - v))
+    return canvas
+
+
+def test_lines_are_bands_of_rows_that_overlapping_components_chain_together():
+    one = np.array([[0, 10, 50, 110], [60, 30, 100, 120], [110, 50, 150, 140]])  # a rising baseline
+    assert text.lines(one, 50) == 1
+    dotted = np.array([[0, 0, 10, 10], [0, 30, 10, 130]])  # the dot of an i above its stem
+    assert text.lines(dotted, 50) == 1
+    two = np.array([[0, 0, 50, 100], [60, 5, 110, 100], [0, 120, 50, 220]])
+    assert text.lines(two, 50) == 2
+
+
+@pytest.mark.parametrize("apart", [20, 60])
+def test_a_second_line_of_text_is_refused_not_read_as_one_string(apart):
+    with pytest.raises(InputError, match="the drawing holds 2 lines of text; text is read on one line"):
+        text.segment(canvas_ink(encode(two_lines("170", "417", apart))))
+
+
 def test_a_photo_of_paper_is_not_read_as_text():
     with pytest.raises(InputError, match="not on photos of paper"):
         canvas_ink(paper_photo("7", desk=("left",)))
@@ -145,8 +171,8 @@ def test_the_text_answer_contract(digits):
     handler, context = digits
     drawn = text_drawing("1704", gaps=30)
     body = read(handler, context, drawn, top_k=3, return_input=True)
-    assert set(body) == {"model", "version", "mode", "text", "confidence", "characters"}
-    assert body["mode"] == "text" and body["text"] == "1704" and body["model"] == "digits"
+    assert set(body) == {"model", "version", "mode", "text", "confidence", "accepted", "characters"}
+    assert body["mode"] == "text" and body["text"] == "1704" and body["model"] == "digits" and body["accepted"]
     assert [c["label"] for c in body["characters"]] == list("1704")
     assert body["confidence"] == pytest.approx(np.prod([c["confidence"] for c in body["characters"]]))
     for character in body["characters"]:
@@ -157,6 +183,22 @@ def test_the_text_answer_contract(digits):
         assert base64.b64decode(character["input"])[:8] == b"\x89PNG\r\n\x1a\n"
     lefts = [c["box"][0] for c in body["characters"]]
     assert lefts == sorted(lefts)
+
+
+def test_a_string_holding_a_piece_that_is_no_character_is_flagged(digits):
+    handler, context = digits
+    assert read(handler, context, text_drawing("1704", gaps=30))["accepted"] is True
+    dashed = read(handler, context, text_drawing("17-04", gaps=30))
+    assert dashed["accepted"] is False
+    assert [c["accepted"] for c in dashed["characters"]].count(False) == 1  # the dash, still in the text
+
+
+def test_two_lines_get_a_400_and_the_rest_of_the_batch_is_answered(digits):
+    handler, context = digits
+    lines = {"image": base64.b64encode(encode(two_lines("17", "04"))).decode(), "mode": "text"}
+    [(status, body), (ok, seven)] = handle(handler, context, [{"body": lines}, {"body": drawing_png("7")}])
+    assert (status, body["type"]) == (400, "InputError") and "2 lines of text" in body["message"]
+    assert ok == 200 and seven["label"] == "7"
 
 
 def test_the_character_limit_comes_from_the_handler_settings(digits):
