@@ -393,7 +393,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         if manages:
                             with gr.Row():
                                 correct_label = gr.Textbox(
-                                    label="Not right? The right answer is", max_length=1, elem_id="correct-label",
+                                    label="Not right? The right answer is", elem_id="correct-label",
                                     placeholder="one digit or letter", scale=2,
                                 )
                                 correct_button = gr.Button("Save correction", elem_id="save-correction", scale=1)

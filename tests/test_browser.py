@@ -1,7 +1,8 @@
 """A real browser on the real app: headless Chromium (Debian's ``chromium``, installed by
 ``make browser``), driven by Playwright, draws on the Sketchpad with the mouse, as a person does
 (no tool picked first), and reads the answers from the page: live after each stroke, after a
-Clear, for a blob, for an upload that is no image, with a heat map; it confirms an unregister,
+Clear, for a blob, for an upload that is no image, with a heat map; it types a correction longer
+than one character and sees it refused whole; it confirms an unregister,
 and it opens the page while TorchServe is down, starts it and draws without a reload.
 
 The time from the end of a stroke to the answer on the page is measured inside the page
@@ -184,6 +185,17 @@ def test_the_heat_map_shows_what_drove_the_answer(page):
     expect(page.locator("#heat img")).to_be_visible()
     expect(page.locator("#status")).to_contain_text("occlusion sensitivity")
     screenshot(page, "browser-heat-map.png")
+
+
+def test_a_correction_typed_longer_than_one_character_is_refused_whole(page):
+    draw(page, "1")  # a drawing to correct (over whatever the pad holds)
+    expect(page.locator(ANSWER)).not_to_have_text("")
+    # Typed key by key, as a person types: a box that kept only the first key saved "h" for "hello".
+    page.locator("#correct-label textarea").press_sequentially("hello")
+    page.locator("#save-correction").click()
+    expect(page.locator("#correction-status")).to_contain_text(
+        "type the right answer as one digit or letter (got 'hello')")
+    page.locator("#correct-label textarea").fill("")
 
 
 def test_a_blob_is_not_a_digit(page, latencies):
