@@ -241,8 +241,26 @@ def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | Non
     table = np.abs(LEVELS - median)
     # The border pixels within half a level of the median, counted per value: |level - median|
     # of each border pixel is the table's entry for its value.
-    flat = counts[table < 0.5 / 255].sum() >= FLAT_BORDER * counts.sum()
+    at_median = counts[table < 0.5 / 255].sum()
+    flat = at_median >= FLAT_BORDER * counts.sum()
+    if at_median < EDGE_INK * counts.sum():
+        fill = _filling_level(grey, counts)
+        if fill is not None:
+            table, flat = np.abs(LEVELS - LEVELS[fill]), True
     return grey, table, bool(flat)
+
+
+def _filling_level(grey: np.ndarray, border: np.ndarray) -> int | None:
+    """The background of a canvas (``grey`` 8-bit, its border's histogram ``border``) whose
+    border is not one level, as when strokes run along two or three whole edges (a big ``H`` or
+    ``E`` filling it) and the border's median is the pen's, or between the pen's and the
+    paper's: the 8-bit value that fills at least :data:`INK_AREA` of the image and at least
+    ``1 - EDGE_INK`` of its border; ``None`` when no value does (a photo). Reads every pixel:
+    called only for such borders."""
+    counts = np.bincount(grey.ravel(), minlength=256)
+    fill = int(np.argmax(counts))
+    fills = counts[fill] >= INK_AREA * grey.size and border[fill] >= (1 - EDGE_INK) * border.sum()
+    return fill if fills else None
 
 
 def ink_map(image: Image.Image) -> np.ndarray:

@@ -99,8 +99,10 @@ def test_a_letter_drawn_up_to_the_edges_of_the_canvas_is_read(letters, char, sty
 
 
 @pytest.mark.parametrize("style", CANVAS_STYLES)
-@pytest.mark.parametrize("char", ["F", "L", "T"])
-def test_a_letter_whose_stroke_covers_an_edge_of_the_canvas_is_read(letters, char, style):
+@pytest.mark.parametrize("char", ["F", "L", "T", "E", "H", "Z"])
+def test_a_letter_whose_strokes_cover_edges_of_the_canvas_is_read(letters, char, style):
+    # F L T cover one edge; E three, H and Z two: the border's median level is the pen's or
+    # between the pen's and the paper's, and the background is the level filling the canvas.
     assert label(letters, filling(char, style, margin=0)) == char
 
 
