@@ -4,14 +4,18 @@ recognizers' characters."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import ndimage
 
-from handler.glyph import GlyphSettings
+from handler.glyph import GlyphSettings, canvas_to_glyph
 from training.labels import CLASS_NAMES
-from training.nonchars import KINDS, NOT_DIGIT_LETTERS, nonchar
+from training.nonchars import GENERATORS, KINDS, NOT_DIGIT_LETTERS, face, nonchar
 from training.pen import prepare_pen, recognizer_split, sample_classes, split_writers
-from training.strokes import PenSample
+from training.strokes import PenSample, PenStyle, draw_strokes
 from tests.test_strokes import write_jsonl
 
 
@@ -45,11 +49,27 @@ def test_each_recognizer_labels_the_samples_it_can_use():
 
 
 def test_non_characters_take_turns_and_are_reproducible():
-    kinds = [nonchar(i, seed=1)[0] for i in range(8)]
+    kinds = [nonchar(i, seed=1)[0] for i in range(2 * len(KINDS))]
     assert kinds == list(KINDS) * 2
     first, again = nonchar(5, seed=1)[1], nonchar(5, seed=1)[1]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not set(NOT_DIGIT_LETTERS) & set("BDGIJLOQSTZ")  # letters some way of writing a digit resembles
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_non_character_is_a_drawing_the_handler_reads(kind):
+    strokes = GENERATORS[kind](np.random.default_rng(7))
+    glyph = canvas_to_glyph(draw_strokes(strokes, "transparent", np.random.default_rng(7), PenStyle()))
+    assert glyph.max() == 1.0  # not blank
+
+
+def test_a_face_has_marks_inside_its_ring_that_touch_nothing():
+    png = draw_strokes(face(np.random.default_rng(3)), "black_on_white", np.random.default_rng(3), PenStyle(pen_width=(6.0, 6.0)))
+    ink = np.asarray(Image.open(io.BytesIO(png)).convert("L")) < 128
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    ring = max(range(1, count + 1), key=lambda k: np.count_nonzero(labels == k))
+    inside = ndimage.binary_fill_holes(labels == ring) & (labels > 0) & (labels != ring)
+    assert count >= 4 and len(set(labels[inside].tolist())) == count - 1  # two eyes and a mouth, all inside
 
 
 def test_pen_data_is_drawn_cached_and_split_into_recognizer_classes(tmp_path):

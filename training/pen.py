@@ -38,8 +38,8 @@ from training.strokes import PenSample, PenStyle, StrokeAugment, augment_strokes
 PARTS = ("train", "val", "test")
 PEN_SEED = 20261130  # drawing seed, fixed so every run draws the same canvases
 PEN_VAL = PEN_TEST = 0.15
-NONCHAR_COUNTS = {"train": 6000, "val": 1200, "test": 1200}
-DRAWING_VERSION = 1  # bump when the drawing code changes: the cache key includes it
+NONCHAR_COUNTS = {"train": 9600, "val": 1600, "test": 1600}
+DRAWING_VERSION = 2  # bump when the drawing code changes: the cache key includes it
 
 
 @dataclass
