@@ -426,7 +426,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             width, height = settings.text_canvas
             with gr.Row():
                 text_pad = gr.Sketchpad(
-                    label="Write a number, a code or a word", canvas_size=(width, height),
+                    label="Write a number, a code or a word on one line", canvas_size=(width, height),
                     height=height + 120, layers=False, brush=pen, elem_id="text-pad",
                 )
             with gr.Row():
