@@ -2,8 +2,8 @@
 the drawing is accepted as one of the model's characters.
 
 A recognizer's outputs are logits ``[N, K]`` over its ``K`` characters, or ``[N, K + 1]`` when it
-was trained with a "not a character" class (dashes, dots, scribbles, blobs; for ``digits`` also
-letters). ``preprocessing.json`` holds the ``calibration`` fitted on validation data by
+was trained with a "not a character" class (dashes, dots, scribbles, blobs, faces, hearts,
+spirals, stars; for ``digits`` also letters). ``preprocessing.json`` holds the ``calibration`` fitted on validation data by
 ``training/calibrate.py``:
 
 - ``temperature`` ``T``: the answered probabilities are ``softmax(logits[:, :K] / T)`` (temperature
