@@ -3,8 +3,8 @@ the drawing is accepted as one of the model's characters.
 
 A recognizer's outputs are logits ``[N, K]`` over its ``K`` characters, or ``[N, K + 1]`` when it
 was trained with a "not a character" class (dashes, dots, scribbles, blobs, faces, hearts,
-spirals, stars; for ``digits`` also letters). ``preprocessing.json`` holds the ``calibration`` fitted on validation data by
-``training/calibrate.py``:
+spirals, stars; for ``digits`` also letters). ``preprocessing.json`` holds the ``calibration``
+fitted on validation data by ``training/calibrate.py``:
 
 - ``temperature`` ``T``: the answered probabilities are ``softmax(logits[:, :K] / T)`` (temperature
   scaling, Guo et al. 2017): the same ranking, confidences that mean what they say;

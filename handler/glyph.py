@@ -220,8 +220,9 @@ def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | Non
 
     The ink is the alpha channel on a transparent background (opacity below
     :data:`TRANSPARENT_BACKGROUND`); otherwise the grey level's distance from the border's median
-    grey, a partly transparent image being judged as shown (:func:`_shown`), an opaque one as on
-    white. Either way ``table`` is monotone, or falls then rises: the strongest ink of an image is
+    grey (from the level that fills the canvas, :func:`_filling_level`, when the border is not
+    mostly one level), a partly transparent image being judged as shown (:func:`_shown`), an
+    opaque one as on white. Either way ``table`` is monotone, or falls then rises: the strongest ink of an image is
     the ink of its lowest or its highest value.
     """
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -508,8 +509,8 @@ def canvas_ink(
     which then goes through :func:`normalize_glyph` as a single character does.
 
     Raises :class:`InputError` for undecodable images and for images whose ink covers half of
-    them or an edge with a photo's grain (photos of paper: text is read on canvases only), :class:`BlankImageError`
-    when there is no drawing.
+    them or an edge with a photo's grain (photos of paper: text is read on canvases only),
+    :class:`BlankImageError` when there is no drawing.
     """
     image = decode_image(data, limits)
     ink = ink_map(image)
