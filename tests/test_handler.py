@@ -119,7 +119,10 @@ def test_a_bad_request_gets_its_own_status_and_the_others_are_answered(digits):
         "message": "the drawing is blank (or uniformly filled): draw a character with a visible stroke",
     }
     assert "8x8" in results[3][1]["message"]
-    assert results[0][1]["probabilities"] == results[2][1]["probabilities"]
+    # The same drawing, answered the same; oneDNN may round the rows of one batch differently in
+    # the last bits (7e-11 here), so the probabilities agree to float precision, not bit for bit.
+    assert results[0][1]["label"] == results[2][1]["label"]
+    assert results[0][1]["probabilities"] == pytest.approx(results[2][1]["probabilities"], rel=1e-6, abs=1e-9)
 
 
 def test_a_batch_gives_the_answers_of_single_requests(digits):
