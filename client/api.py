@@ -389,6 +389,13 @@ def request_body(image: bytes, **options: Any) -> dict[str, Any]:
     return body | {name: value for name, value in options.items() if value is not None and value is not False}
 
 
+def refused_pieces(answer: dict[str, Any]) -> list[tuple[int, str]]:
+    """The characters of a text answer (``mode=text``) that the service does not accept as
+    characters (``"accepted": false``): their places in the string (from 1) and the labels the
+    string holds for them."""
+    return [(place, c["label"]) for place, c in enumerate(answer["characters"], 1) if c.get("accepted") is False]
+
+
 def inference_path(api: str, model: str, version: str | None = None) -> str:
     """``/predictions/digits`` or ``/explanations/digits/1.0``: the inference API's path."""
     return f"/{api}/{model}" + (f"/{version}" if version else "")

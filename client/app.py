@@ -40,7 +40,7 @@ from typing import Any
 
 import gradio as gr
 
-from client.api import DEFAULT_RUN_DIR, Endpoints, TorchServeClient
+from client.api import DEFAULT_RUN_DIR, Endpoints, TorchServeClient, refused_pieces
 from client.catalog import (
     TABLE_HEADERS,
     choice_label,
@@ -336,7 +336,7 @@ def text_status(result: dict[str, Any]) -> str:
     count = len(result["characters"])
     status = (f"{result['model']} {result['version']} reads **{result['text']}** "
               f"({count} characters, confidence {result['confidence']:.1%})")
-    refused = [(place, c["label"]) for place, c in enumerate(result["characters"], 1) if c.get("accepted") is False]
+    refused = refused_pieces(result)
     if refused:
         kind = WHAT_IS_READ.get(result["model"], "character")
         pieces = ", ".join(f"piece {place} (read as {label})" for place, label in refused)

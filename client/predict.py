@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client.api import TOKEN_ERROR, ServingError, TorchServeClient
+from client.api import TOKEN_ERROR, ServingError, TorchServeClient, refused_pieces
 from client.messages import INPUT_STATUSES, explain
 
 DEFAULT_MODEL = "digits"
@@ -51,9 +51,9 @@ def text_line(result: dict[str, Any], show_ranking: bool) -> str:
     no character (``"accepted": false``) by their place, with ``--top-k`` each character's ranking."""
     if result.get("mode") == "text":
         line = f"{result['file']}: {result['text']} ({result['confidence']:.1%})"
-        refused = [str(place) for place, c in enumerate(result["characters"], 1) if c.get("accepted") is False]
+        refused = refused_pieces(result)
         if refused:
-            line += f", not a character: piece {', '.join(refused)}"
+            line += f", not a character: piece {', '.join(str(place) for place, _ in refused)}"
         if show_ranking:
             line += "".join(f"\n  {c['label']}: " + _ranking(c) for c in result["characters"])
         return line
