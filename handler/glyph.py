@@ -161,6 +161,7 @@ PEN_SHARE = 0.5  # ... unless that ink is one exact level for this share of it: 
 INK_AREA = 0.5  # ... and ink covers less than this share of it
 STROKE_EXTENT = 0.02  # a stroke this long (share of the image's longer side) is a drawing ...
 MIN_STROKE = 8  # ... and at least this many pixels long; anything smaller is a speck
+ONE_LEVEL_BORDER = 0.9  # a border with less of one level than this may hold strokes along its edges
 
 
 def _border_counts(values: np.ndarray) -> np.ndarray:
@@ -244,7 +245,7 @@ def _ink_levels(image: Image.Image) -> tuple[np.ndarray, np.ndarray, bool] | Non
     # of each border pixel is the table's entry for its value.
     at_median = counts[table < 0.5 / 255].sum()
     flat = at_median >= FLAT_BORDER * counts.sum()
-    if at_median < EDGE_INK * counts.sum():
+    if at_median < ONE_LEVEL_BORDER * counts.sum():
         fill = _filling_level(grey, counts)
         if fill is not None:
             table, flat = np.abs(LEVELS - LEVELS[fill]), True
@@ -256,11 +257,11 @@ def _filling_level(grey: np.ndarray, border: np.ndarray) -> int | None:
     border is not one level, as when strokes run along two or three whole edges (a big ``H`` or
     ``E`` filling it) and the border's median is the pen's, or between the pen's and the
     paper's: the 8-bit value that fills at least :data:`INK_AREA` of the image and at least
-    ``1 - EDGE_INK`` of its border; ``None`` when no value does (a photo). Reads every pixel:
-    called only for such borders."""
+    ``1 - ONE_LEVEL_BORDER`` of its border; ``None`` when no value does (a photo). Reads every
+    pixel: called only for such borders."""
     counts = np.bincount(grey.ravel(), minlength=256)
     fill = int(np.argmax(counts))
-    fills = counts[fill] >= INK_AREA * grey.size and border[fill] >= (1 - EDGE_INK) * border.sum()
+    fills = counts[fill] >= INK_AREA * grey.size and border[fill] >= (1 - ONE_LEVEL_BORDER) * border.sum()
     return fill if fills else None
 
 

@@ -97,8 +97,8 @@ def test_more_groups_than_the_limit_are_refused_before_the_model():
 
 def two_lines(first: str, second: str, apart: int = 20):
     """Two strings of :func:`text_drawing`, the second ``apart`` pixels of paper below the first."""
-    top, bottom = text_drawing(first, gaps=30), text_drawing(second, gaps=30)
-    margin = 40  # text_drawing's paper around the string
+    margin = 40  # paper around each string
+    top, bottom = text_drawing(first, gaps=30, margin=margin), text_drawing(second, gaps=30, margin=margin)
     canvas = Image.new("L", (max(top.width, bottom.width), top.height + bottom.height - 2 * margin + apart), 255)
     canvas.paste(top, (0, 0))
     canvas.paste(bottom, (0, top.height - 2 * margin + apart), mask=Image.eval(bottom, lambda v: 255 - v))

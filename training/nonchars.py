@@ -22,7 +22,6 @@ import numpy as np
 # Capital letters that no way of writing a digit resembles (no O/D/Q ~ 0, I/J/L/T ~ 1/7,
 # Z ~ 2, S ~ 5, G/b ~ 6, B ~ 8, C ~ an open 0, U ~ an open 4).
 NOT_DIGIT_LETTERS = tuple("AEFHKMNPRVWXY")
-KINDS = ("dash", "dot", "scribble", "blob", "face", "heart", "spiral", "star")
 
 
 def dash(rng: np.random.Generator) -> list[np.ndarray]:
@@ -59,10 +58,11 @@ def blob(rng: np.random.Generator) -> list[np.ndarray]:
     return [np.stack([x, y], axis=1)]
 
 
-def _ellipse(centre: tuple[float, float], radii: tuple[float, float], start: float, end: float, points: int) -> np.ndarray:
-    """Points of an elliptic arc from angle ``start`` to ``end`` (radians; y down)."""
+def _ellipse(radii: tuple[float, float], start: float, end: float, points: int) -> np.ndarray:
+    """Points of an arc of the ellipse centred on the origin, from angle ``start`` to ``end``
+    (radians; y down)."""
     t = np.linspace(start, end, points)
-    return np.stack([centre[0] + radii[0] * np.cos(t), centre[1] + radii[1] * np.sin(t)], axis=1)
+    return np.stack([radii[0] * np.cos(t), radii[1] * np.sin(t)], axis=1)
 
 
 def face(rng: np.random.Generator) -> list[np.ndarray]:
@@ -70,7 +70,7 @@ def face(rng: np.random.Generator) -> list[np.ndarray]:
     strokes) and a smiling, straight or frowning mouth, all inside the ring and apart from it."""
     aspect = rng.uniform(0.8, 1.25)
     start = rng.uniform(0.0, 2.0 * math.pi)
-    ring = _ellipse((0.0, 0.0), (aspect, 1.0), start, start + rng.uniform(2.05, 2.2) * math.pi, 48)
+    ring = _ellipse((aspect, 1.0), start, start + rng.uniform(2.05, 2.2) * math.pi, 48)
     eye_y, eye_x, size = rng.uniform(-0.45, -0.2), rng.uniform(0.25, 0.45) * aspect, rng.uniform(0.0, 0.08)
     eyes = [np.array([[x, eye_y], [x + rng.normal(0, 0.02), eye_y + size]]) for x in (-eye_x, eye_x)]
     width, curve = rng.uniform(0.3, 0.55) * aspect, rng.uniform(-0.25, 0.3)
@@ -109,6 +109,7 @@ GENERATORS: dict[str, Callable[[np.random.Generator], list[np.ndarray]]] = {
     "dash": dash, "dot": dot, "scribble": scribble, "blob": blob,
     "face": face, "heart": heart, "spiral": spiral, "star": star,
 }
+KINDS = tuple(GENERATORS)  # the order in which the kinds take turns (:func:`nonchar`)
 
 
 def nonchar(index: int, seed: int) -> tuple[str, list[np.ndarray]]:
