@@ -385,8 +385,9 @@ def _is_canvas(levels: np.ndarray, mask: np.ndarray, count: int) -> bool:
     if count >= INK_AREA * mask.size:
         return False
     for edge in (np.s_[0], np.s_[-1], np.s_[:, 0], np.s_[:, -1]):
-        ink = levels[edge][mask[edge]]
-        if ink.size >= EDGE_INK * mask[edge].size and not _one_level(ink):
+        # Most canvases cover no edge: the edge's ink levels are gathered only when one is.
+        covered = np.count_nonzero(mask[edge]) >= EDGE_INK * mask[edge].size
+        if covered and not _one_level(levels[edge][mask[edge]]):
             return False
     return True
 
