@@ -38,17 +38,23 @@ PROJECT = Path(__file__).resolve().parent.parent
 SERVING_CONFIG = PROJECT / "config" / "serving.yaml"
 BASELINE = "noop"
 NOOP_HANDLER = Path(__file__).resolve().parent / "noop_handler.py"
+NOOP_MODULES = ("__init__.py", "worker.py")  # what the no-op handler imports from the handler package
 FIGURES = ("rps", *(f"p{q}_ms" for q in PERCENTILES), "client_cpu_share")
 RATIOS = ("rps", *(f"p{q}_ms" for q in PERCENTILES))  # figures also given as a ratio to the baseline
 
 
 
 def build_noop_archive(name: str, model_store: Path, settings: dict[str, Any], build_dir: Path) -> Path:
-    """``model_store/<name>.mar``: the no-op handler with ``settings`` as its model-config.yaml."""
+    """``model_store/<name>.mar``: the no-op handler with ``settings`` as its model-config.yaml,
+    and the modules of the ``handler`` package it imports."""
     build_dir.mkdir(parents=True, exist_ok=True)
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=build_dir) as stage:
-        run_archiver(name, "1.0", NOOP_HANDLER, settings, model_store, Path(stage))
+        extra = Path(stage) / "extra" / "handler"
+        extra.mkdir(parents=True)
+        for module in NOOP_MODULES:
+            shutil.copy2(PROJECT / "handler" / module, extra / module)
+        run_archiver(name, "1.0", NOOP_HANDLER, settings, model_store, Path(stage), "--extra-files", str(extra.parent))
     return model_store / f"{name}.mar"
 
 

@@ -38,7 +38,7 @@ from handler.forward import (
 PROJECT = Path(__file__).resolve().parent.parent
 HANDLER_MODULES = (
     "__init__.py", "confidence.py", "explain.py", "forward.py", "glyph.py", "payload.py", "envelope.py", "png.py",
-    "recognizer.py", "text.py",
+    "recognizer.py", "text.py", "worker.py",
 )  # what the worker imports
 METADATA_FILES = ("index_to_name.json", "preprocessing.json", "model.json")
 MODEL_FILE = "model.pt"

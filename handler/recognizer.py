@@ -42,6 +42,7 @@ from handler.forward import DEFAULT_BACKEND, check_same, load_backend
 from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities, character_probability, ranking
 from handler.glyph import GlyphSettings, ImageLimits, InputError, canvas_ink, canvas_to_glyph, decode_image, ink_map
 from handler.payload import TEXT, Batch, Request, parse_request
+from handler.worker import worker_log_level
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ class RecognizerHandler(BaseHandler):
         """Load the TorchScript model and label map (BaseHandler), the model's preprocessing
         constants, its version and the handler settings from ``model-config.yaml``, then the
         backend that runs the forward pass (``handler.backend``, :mod:`handler.forward`), held
-        to the TorchScript model's outputs on the warm-up request. Whatever stops it is also
+        to the TorchScript model's outputs on the warm-up request; last, the worker's log level
+        (``handler.worker_log_level``, :func:`handler.worker.worker_log_level`). Whatever stops it is also
         written to standard error after :data:`handler.START_FAILURE`, where the server's logs
         show it (the worker's own log lines are INFO, which the shipped log configuration drops)."""
         try:
@@ -140,6 +142,7 @@ class RecognizerHandler(BaseHandler):
             "%s %s ready: %d classes, backend %s, %d threads",
             context.model_name, self.version, len(self.classes), self.backend, threads,
         )
+        worker_log_level(settings)
 
     def handle(self, data: Any, context: Context) -> list[Any]:
         """BaseHandler's batch path, or, behind a KServe envelope, that path for each image of

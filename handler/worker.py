@@ -1,0 +1,36 @@
+"""What a handler sets in the TorchServe worker process it runs in, beside the model: shared by
+the recognizers' handler and the benchmarks' no-op baseline, so that both run in workers set up
+alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+LOG_LEVEL_ENV = "RECOGNIZER_WORKER_LOG_LEVEL"  # overrides handler.worker_log_level without re-archiving
+# The logger of TorchServe's worker metrics (HandlerTime, PredictionTime): they reach the server,
+# and its /metrics, as lines on the worker's standard output, so they stay at INFO.
+METRICS_LOGGER = "ts.metrics"
+
+
+def worker_log_level(settings: Mapping[str, Any]) -> None:
+    """Let this worker's root logger pass only records at ``settings["worker_log_level"]`` (the
+    ``handler:`` section of model-config.yaml; a :mod:`logging` level name such as ``"warning"``,
+    any case) and above, TorchServe's metrics lines excepted, which stay at INFO. The
+    :data:`LOG_LEVEL_ENV` variable overrides the setting; with neither, nothing changes.
+
+    A worker writes each record as a line on its standard output, which the server reads line by
+    line. TorchServe 0.12 writes one INFO line for every request ("Backend received inference at:
+    ...") before computing it, and the shipped log configuration (``config/log4j2.xml``) drops the
+    workers' INFO lines: at ``warning`` that line is never written. Raises ``ValueError`` for an
+    unknown level name."""
+    level = os.environ.get(LOG_LEVEL_ENV) or settings.get("worker_log_level")
+    if not level:
+        return
+    number = logging.getLevelName(str(level).upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown worker_log_level {level!r}: use debug, info, warning or error")
+    logging.getLogger().setLevel(number)
+    logging.getLogger(METRICS_LOGGER).setLevel(logging.INFO)
