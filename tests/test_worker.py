@@ -26,8 +26,9 @@ WORKER = textwrap.dedent(
     from handler.worker import worker_log_level
     from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
-    logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
-    worker_log_level({settings!r})
+    logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.{root})
+    for _ in range({calls}):  # each model a process serves sets it up
+        worker_log_level({settings!r})
     metrics = MetricsCacheYamlImpl(str(TS_METRICS))
     metrics.initialize_cache()
     metrics.model_name = "digits"
@@ -39,12 +40,13 @@ WORKER = textwrap.dedent(
 )
 
 
-def worker_lines(settings: dict, environment: dict[str, str] | None = None) -> str:
+def worker_lines(settings: dict, environment: dict[str, str] | None = None, root: str = "INFO", calls: int = 1) -> str:
     """What a worker set up with ``settings`` (its model-config.yaml ``handler:`` section) writes
-    to its standard output for one request."""
+    to its standard output for one request; ``root``: the root logger's level before (TorchServe's
+    INFO), ``calls``: how many handlers set the worker up."""
     env = {name: value for name, value in os.environ.items() if name != LOG_LEVEL_ENV}
     done = subprocess.run(
-        [sys.executable, "-c", WORKER.format(settings=settings)], capture_output=True, text=True,
+        [sys.executable, "-c", WORKER.format(settings=settings, root=root, calls=calls)], capture_output=True, text=True,
         env={**env, **(environment or {})}, check=True, timeout=120,
     )
     return done.stdout
@@ -55,6 +57,19 @@ def test_at_warning_the_per_request_info_line_is_not_written_and_the_metrics_are
     assert "Backend received inference" not in written
     assert "a warning" in written
     assert "[METRICS]HandlerTime.Milliseconds:1.5" in written
+
+
+def test_a_second_handler_in_the_same_process_keeps_the_metrics_lines():
+    written = worker_lines({"worker_log_level": "warning"}, calls=2)
+    assert "Backend received inference" not in written
+    assert "[METRICS]HandlerTime" in written
+
+
+def test_a_process_that_was_not_printing_info_lines_does_not_start_printing_metrics():
+    # a test or a benchmark building handlers in process, its root logger at WARNING
+    written = worker_lines({"worker_log_level": "warning"}, root="WARNING")
+    assert "[METRICS]" not in written
+    assert "a warning" in written
 
 
 def test_without_the_setting_the_worker_writes_everything_as_torchserve_does():
