@@ -551,14 +551,26 @@ def _paper(grey: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == largest)
 
 
+INK_TAIL = 0.1  # percent of a photo's pixels at either end of its levels that tell where the ink is
+
+
+def _light_ink(grey: np.ndarray) -> bool:
+    """Whether a photo (``grey`` float levels) shows light ink on a darker background (chalk on a
+    board): its lightest pixels (the top :data:`INK_TAIL` percent) lie farther above its median
+    level, the background's, than its darkest lie below it. How light the background is says
+    nothing: a dim photo of paper is darker than a brightly lit board."""
+    low, middle, high = np.percentile(grey, [INK_TAIL, 50.0, 100.0 - INK_TAIL])
+    return bool(high - middle > middle - low)
+
+
 def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     """The glyph of a photo or scan of a drawing on paper (``values``: its 8-bit grey levels),
     whose background is not one flat colour: the paper's light is estimated everywhere from the
     image (a grey closing wider than any stroke follows uneven light), the ink is what is clearly
     darker than it (hysteresis thresholds in units of the paper's own noise, a robust median
     absolute deviation) inside the sheet (:func:`_paper`), and strokes touching the sheet's edge
-    or too short to be strokes (:func:`_strokes`) are dropped. Light ink on a dark board is
-    inverted first.
+    or too short to be strokes (:func:`_strokes`) are dropped. Light ink on a darker board
+    (:func:`_light_ink`) is inverted first.
 
     Raises :class:`BlankImageError` when no stroke is found: a blank sheet, noise, uneven light.
     """
@@ -566,10 +578,9 @@ def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     scale = PHOTO_SIDE / max(image.size)
     if scale < 1:
         image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BOX)
-    grey = np.asarray(image, dtype=np.float32) / 255.0
-    if np.median(grey) < 0.5:  # light ink on a dark board
+    grey = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32) / 255.0, 1.0)  # sensor noise
+    if _light_ink(grey):  # chalk on a board
         grey = 1.0 - grey
-    grey = ndimage.gaussian_filter(grey, 1.0)  # sensor noise
     paper = _paper(grey)
     window = max(3, max(grey.shape) // 10)
     light = ndimage.grey_closing(grey, size=(window, window))  # the paper's light, strokes closed

@@ -199,15 +199,17 @@ def paper_photo(
     size: tuple[int, int] = (640, 480),
     noise: float = 4.0,
     seed: int = 0,
+    exposure: float = 1.0,
 ) -> bytes:
     """A phone photo of a sheet (JPEG): light falling off by 35% across it, sensor noise of
     ``noise`` grey levels, a slight blur, ``char`` in dark ink filling 3/4 of the frame's height
     (``None``: a blank sheet) and a dark desk along the ``desk`` edges ("top", "bottom", "left",
-    "right"), 12% of the frame wide."""
+    "right"), 12% of the frame wide; ``exposure`` scales the light (0.45: a dim room, the paper
+    at grey 100 or darker)."""
     rng = np.random.default_rng(seed)
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width] / max(width, height)
-    page = 230.0 * (1.0 - 0.35 * (0.7 * xs + 0.3 * ys))
+    page = 230.0 * exposure * (1.0 - 0.35 * (0.7 * xs + 0.3 * ys))
     if char is not None:
         paper = np.asarray(drawing(char, side=min(size) * 3 // 4, width=14), dtype=np.float32) / 255.0
         top, left = (height - paper.shape[0]) // 2, (width - paper.shape[1]) // 2

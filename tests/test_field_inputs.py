@@ -151,6 +151,19 @@ def test_a_photo_of_light_chalk_on_a_dark_board_is_read(digits):
     assert label(digits, encode(Image.eval(photo, lambda level: 255 - level), "JPEG")) == "7"
 
 
+@pytest.mark.parametrize("char", ["7", "4", "0"])
+@pytest.mark.parametrize("exposure", [0.45, 0.3])
+def test_a_dim_photo_of_dark_ink_on_paper_is_read_as_ink_on_paper(digits, char, exposure):
+    # The paper at grey 100 or darker: darker than half-grey, yet lighter than the ink on it.
+    assert label(digits, paper_photo(char, exposure=exposure)) == char
+
+
+@pytest.mark.parametrize("char", ["7", "4", "0"])
+def test_a_photo_of_chalk_on_a_board_lighter_than_half_grey_is_read(digits, char):
+    photo = Image.open(io.BytesIO(paper_photo(char, exposure=0.45))).convert("L")
+    assert label(digits, encode(Image.eval(photo, lambda level: 255 - level), "JPEG")) == char
+
+
 @pytest.mark.parametrize("desk", [(), ("left",), EDGES], ids=["no-desk", "1-edge", "4-edges"])
 @pytest.mark.parametrize("noise", [3.0, 8.0])
 def test_a_photo_of_a_blank_sheet_with_uneven_light_and_noise_is_blank(digits, desk, noise):
