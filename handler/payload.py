@@ -105,7 +105,10 @@ def parse_request(row: Mapping[str, Any]) -> Request:
         options.update(body)
         image = decode_base64(encoded)
     elif isinstance(payload, str):  # a text body: base64 or a data URL
-        image = decode_base64(payload)
+        try:
+            image = decode_base64(payload)
+        except InputError as error:
+            raise InputError(f"the body is text but no image: {error}; or send the image's own bytes (curl -T drawing.png)") from error
     elif isinstance(payload, (bytes, bytearray)):
         image = bytes(payload)
     elif isinstance(payload, list):  # several images in one JSON body

@@ -188,6 +188,7 @@ def test_every_request_shape_is_unwrapped(row, expected):
         ({"body": {"picture": PNG_B64}}, 'no "image" field'),
         ({"body": {"image": 12}}, "base64 string or a data: URL"),
         ({"body": {"image": "not base64!"}}, "not valid base64"),
+        ({"body": "hello world"}, "the body is text but no image: the image is not valid base64"),
         ({"body": {"image": "data:image/png," + PNG_B64}}, "not base64-encoded"),
         ({"body": {"image": PNG_B64, "topk": 3}}, "unknown option(s) ['topk']"),
         ({"body": {"image": PNG_B64, "top_k": 0}}, "top_k must be a whole number"),
@@ -199,7 +200,7 @@ def test_every_request_shape_is_unwrapped(row, expected):
         ({"body": {"image": [PNG_B64, PNG_B64]}}, '"image" holds a list: send one image per request'),
         ({"data": SEVEN, "top_k": [b"3", b"4"]}, "option(s) ['top_k'] given more than once"),
     ],
-    ids=["nothing", "broken-json", "json-list", "no-image-key", "image-not-string", "bad-base64",
+    ids=["nothing", "broken-json", "json-list", "no-image-key", "image-not-string", "bad-base64", "text-body",
          "data-url-not-base64", "unknown-option", "top-k-zero", "top-k-bool", "top-k-text", "bad-bool",
          "two-data-parts", "json-list-of-images", "json-image-list", "repeated-option"],
 )
