@@ -210,6 +210,27 @@ def test_augment_is_reproducible_with_a_seeded_generator():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def test_narrow_squeezes_the_chosen_glyphs_horizontally_about_their_centre():
+    square = torch.zeros(64, 1, 28, 28)
+    square[:, :, 4:24, 4:24] = 1.0  # a 20 x 20 box, as normalization frames a glyph
+    out = augment(square, AugmentSettings(narrow=0.5, narrow_min=0.4), torch.Generator().manual_seed(0))
+    columns = (out > 0.5).any(dim=2).squeeze(1).sum(dim=1)  # ink columns of each image
+    rows = (out > 0.5).any(dim=3).squeeze(1).sum(dim=1)
+    squeezed = columns < 19
+    assert 16 <= int(squeezed.sum()) <= 48  # about half of them
+    assert int(columns.min()) >= 7 and bool((rows == 20).all())  # at least 0.4 of the width; the height kept
+    centres = [(np.flatnonzero(image[0].any(dim=0).numpy()).mean()) for image in (out > 0.5)]
+    assert np.allclose(centres, 13.5, atol=0.6)
+
+
+def test_narrow_at_zero_leaves_the_other_warps_as_they_were():
+    images = torch.rand(8, 1, 28, 28)
+    settings = AugmentSettings(rotation=10, scale=0.1, translate=0.1)
+    again = AugmentSettings(rotation=10, scale=0.1, translate=0.1, narrow=0.0, narrow_min=0.2)
+    assert torch.equal(augment(images, settings, torch.Generator().manual_seed(5)),
+                       augment(images, again, torch.Generator().manual_seed(5)))
+
+
 @pytest.mark.parametrize("style", CANVAS_STYLES)
 def test_each_canvas_style_decodes_to_nearly_the_training_glyph(style):
     glyph = stroke_glyph(3, np.random.default_rng(0))

@@ -2,8 +2,9 @@
 stroke-thickness jitter, applied to a whole [N, 1, H, W] batch at once.
 
 The glyph normalization already removes most of what varies between drawings (position, size,
-stroke width), so augmentation only has to cover what it cannot: slant, rotation, aspect,
-residual stroke differences and wobbly lines. It is kept moderate; strengths are per recognizer
+stroke width), so augmentation only has to cover what it cannot: slant, rotation, aspect
+(normalization keeps a drawing's width to height, so a narrow hand's 2 stays narrow), residual
+stroke differences and wobbly lines. It is kept moderate; strengths are per recognizer
 in ``config/recognizers.yaml`` and were chosen on the validation split.
 """
 
@@ -27,6 +28,8 @@ class AugmentSettings:
     stroke: float = 0.0  # probability that an image's strokes are thickened or thinned
     elastic: float = 0.0  # elastic displacement amplitude, in pixels
     elastic_sigma: float = 3.0  # smoothness of the elastic field, in pixels
+    narrow: float = 0.0  # probability that an image is squeezed horizontally, as narrow hands write ...
+    narrow_min: float = 0.4  # ... to a width uniform in [narrow_min, 1] of its own
 
 
 def _uniform(n: int, half_range: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -34,14 +37,19 @@ def _uniform(n: int, half_range: float, generator: torch.Generator | None) -> to
 
 
 def random_affine(n: int, settings: AugmentSettings, generator: torch.Generator | None = None) -> torch.Tensor:
-    """[n, 2, 3] matrices for ``affine_grid``: rotation, anisotropic scale, shear and translation
-    about the image centre (in normalized coordinates, -1..1)."""
+    """[n, 2, 3] matrices for ``affine_grid``: rotation, anisotropic scale (with ``narrow``, a
+    share of the images squeezed horizontally), shear and translation about the image centre (in
+    normalized coordinates, -1..1)."""
     angle = _uniform(n, math.radians(settings.rotation), generator)
     sx = 1.0 + _uniform(n, settings.scale, generator)
     sy = 1.0 + _uniform(n, settings.scale, generator)
     shear = _uniform(n, settings.shear, generator)
     tx = _uniform(n, 2.0 * settings.translate, generator)
     ty = _uniform(n, 2.0 * settings.translate, generator)
+    if settings.narrow > 0:  # drawn only when asked: the other settings' warps stay as they were
+        squeezed = torch.rand(n, generator=generator) < settings.narrow
+        width = settings.narrow_min + torch.rand(n, generator=generator) * (1.0 - settings.narrow_min)
+        sx = torch.where(squeezed, sx / width, sx)  # sampling a wider input makes the glyph narrower
     cos, sin = torch.cos(angle), torch.sin(angle)
     # affine_grid maps output coordinates to input coordinates: rotation @ shear @ scale.
     theta = torch.zeros(n, 2, 3)
