@@ -24,30 +24,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from client.api import Endpoints, TorchServeClient
+from client.catalog import archive_name
 from client.explain import add_arguments as add_explain_arguments
 from client.explain import explain_command
 from client.messages import EXPLAINED, explain
 from client.predict import add_arguments as add_predict_arguments
 from client.predict import predict_command
-
-
-def archive_name(archive: str, model_store: Path | None) -> str:
-    """The file name TorchServe needs to register ``archive``, which must be a ``.mar`` in the
-    model store: the server refuses anything else (allowed_urls), so say so before asking it."""
-    path = Path(archive)
-    if model_store is None:
-        raise ValueError("the model store is unknown: start the server with make serve first")
-    if path.suffix != ".mar":
-        raise ValueError(f"{archive} is not a model archive (.mar)")
-    resolved = (model_store / path).resolve() if path.name == archive else path.resolve()
-    if resolved.parent != model_store.resolve():
-        raise ValueError(
-            f"{archive} is not in the model store {model_store}: only archives there can be "
-            "registered (copy it there, or build it with make archive)"
-        )
-    if not resolved.is_file():
-        raise ValueError(f"{resolved} does not exist (make archive builds the archives)")
-    return resolved.name
 
 
 def models_list(client: TorchServeClient, args: argparse.Namespace) -> Any:

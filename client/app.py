@@ -43,6 +43,7 @@ import gradio as gr
 from client.api import DEFAULT_RUN_DIR, Endpoints, TorchServeClient, refused_pieces
 from client.catalog import (
     TABLE_HEADERS,
+    archive_name,
     choice_label,
     parse_choice,
     pick,
@@ -58,6 +59,7 @@ from client.sketch import (
     annotate,
     heat_map,
     image_from_base64,
+    is_blank,
     png_bytes,
     sketch_image,
     sketch_to_png,
@@ -178,6 +180,7 @@ class Recognizer:
         if result.get("accepted") is False:  # the ranking is still shown, but not as an answer
             ranking = gr.Label(value=scores, label=NOT_AN_ANSWER)
             read = f"does not take it for a {WHAT_IS_READ.get(result['model'], 'character')} (closest: {result['label']}, {confidence})"
+            confidence = f"none: not an answer (closest {result['label']}, {confidence})"
         else:
             ranking = gr.Label(value=scores, label=RANKING)
             read = f"reads **{result['label']}** ({confidence})"
@@ -194,6 +197,17 @@ class Recognizer:
 
     def recognize_upload(self, path: str | None, choice: str | None, top_k: float) -> tuple:
         return self.recognize(upload_bytes, path, choice, top_k)
+
+    def recognize_again(self, sketch: dict | None, path: str | None, choice: str | None, top_k: float) -> tuple:
+        """The answer redone after the model version or top k changed: for the drawing on the
+        pad, else for the uploaded image; quiet when there is neither."""
+        try:
+            drawn = not is_blank(sketch_image(sketch))
+        except NoDrawingError:
+            drawn = False
+        if drawn or not path:
+            return self.recognize_live(sketch, choice, top_k)
+        return self.recognize_upload(path, choice, top_k)
 
     def explain_drawing(self, sketch: dict | None, choice: str | None) -> tuple:
         """The drawing with a heat map of what drove the answer (:mod:`handler.explain`) and a
@@ -257,7 +271,8 @@ class Recognizer:
         try:
             versions = registered_versions(self.client)
         except EXPLAINED as error:
-            failed = " ".join(part for part in (done, self.failure(error)) if part)
+            # The action's own error is often this one (the server is down): say it once.
+            failed = " ".join(dict.fromkeys(part for part in (done, self.failure(error)) if part))
             return gr.update(), gr.update(), gr.update(), archive, gr.update(), failed
         choices = version_choices(versions)
         pickers, notes = [], []
@@ -265,7 +280,7 @@ class Recognizer:
             value = pick(versions, current, self.settings.model)
             pickers.append(gr.Dropdown(choices=choices, value=value))
             if current and value != current:
-                notes.append(f"{shown_choice(current)} is no longer registered: a picker now shows "
+                notes.append(f"{shown_choice(current)} is not registered: a picker now shows "
                              f"{shown_choice(value) if value else 'nothing'}.")
         message = done or f"{len(versions)} model versions registered."
         table = gr.Dataframe(value=table_rows(versions), headers=TABLE_HEADERS)
@@ -319,7 +334,7 @@ class Recognizer:
         def action() -> None:
             if not archive:
                 raise ValueError("choose an archive of the model store (make archive builds them)")
-            self.client.register(archive)
+            self.client.register(archive_name(archive, self.settings.endpoints.model_store))
 
         return self.manage(action, f"{archive} is registered.", picked, managed, text_picked)
 
@@ -335,7 +350,7 @@ def text_status(result: dict[str, Any]) -> str:
     the string holds their closest guess."""
     count = len(result["characters"])
     status = (f"{result['model']} {result['version']} reads **{result['text']}** "
-              f"({count} characters, confidence {result['confidence']:.1%})")
+              f"({count} character{'' if count == 1 else 's'}, confidence {result['confidence']:.1%})")
     refused = refused_pieces(result)
     if refused:
         kind = WHAT_IS_READ.get(result["model"], "character")
@@ -474,10 +489,22 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             recognizer.recognize_live, [pad, picker, top_k], results, api_visibility="private",
             trigger_mode="always_last", show_progress="hidden",
         ).then(None, answer, waited, js=WAITED_JS)
+        # A new stroke makes the heat map and a correction's status about another drawing.
+        if manages:
+            pad.input(lambda: (None, ""), None, [heat, correction_status], api_visibility="private", show_progress="hidden")
+        else:
+            pad.input(lambda: None, None, heat, api_visibility="private", show_progress="hidden")
         upload_button.click(
             recognizer.recognize_upload, [upload, picker, top_k], results, api_name="recognize_upload", js=ASKED_JS,
         ).then(None, answer, waited, js=WAITED_JS)
         explain_button.click(recognizer.explain_drawing, [pad, picker], [heat, status], api_name="explain")
+        # Another version or top k: the answer is redone, and the heat map, which explained the
+        # previous answer, goes (as after a new stroke).
+        for changed in (picker.input, top_k.change):  # top k is never set by the app, only by the user
+            changed(
+                recognizer.recognize_again, [pad, upload, picker, top_k], results, api_visibility="private",
+                trigger_mode="always_last", show_progress="hidden",
+            ).then(lambda: None, None, heat, api_visibility="private")
         for source in (pad, upload):
             source.clear(lambda: (*Recognizer.cleared(), "", None, ""), None,
                          [answer, ranking, confidence, seen, status, heat, waited], api_visibility="private")

@@ -16,6 +16,7 @@ from client.api import TOKEN_ERROR, Endpoints, ServingError
 MODEL_NOT_FOUND = 404  # TorchServe's status for an unknown model or version
 CONFLICT = 409  # TorchServe's status for registering a version that is already registered
 INPUT_STATUSES = (400, 413)  # the handler's answers to an image it cannot use: its message says what to fix
+TOO_LARGE = 413  # also TorchServe's own answer, with no body, to a request over max_request_size
 # What a client call can raise that :func:`explain` turns into a sentence (connection errors are
 # OSErrors; a missing key file is a FileNotFoundError; a blank drawing is a ValueError).
 EXPLAINED = (ServingError, requests.RequestException, OSError, ValueError)
@@ -49,9 +50,13 @@ def explain(error: Exception, endpoints: Endpoints) -> str:
         if error.status == CONFLICT:
             return (f"{error.message.rstrip('.')}: unregister that version first, or register an "
                     "archive of another version (a model exported with another version in its model.json)")
+        if error.status == TOO_LARGE and not error.message:  # refused before the handler saw it
+            return ("the request is larger than TorchServe accepts (max_request_size, 6 MiB in "
+                    "config/config.properties; an image travels base64-encoded, a third larger): "
+                    "send an image of at most 4 MiB, or a smaller PNG or JPEG of it")
         if error.status in INPUT_STATUSES:
             return error.message
-        return f"TorchServe could not do it: {error.message} (HTTP {error.status})"
+        return f"TorchServe could not do it: {error.message or error.type} (HTTP {error.status})"
     if isinstance(error, (OSError, ValueError)):  # a missing key file, a blank drawing, ...
         return str(error)
     return f"{type(error).__name__}: {error}"

@@ -329,6 +329,7 @@ def _even_strokes(work: np.ndarray, settings: GlyphSettings) -> np.ndarray:
 
 
 BLANK = "the drawing is blank: draw a character with a visible stroke"
+BLANK_PHOTO = "photograph one character written with a visible stroke, clear of the edges of the sheet and of the picture"
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -587,7 +588,7 @@ def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     darkness = np.where(paper, (light - grey) / np.maximum(light, 1.0 / 255), 0.0)
     on_paper = darkness[paper]
     if on_paper.size == 0:
-        raise BlankImageError("no sheet of paper or drawing found in the photo: " + BLANK)
+        raise BlankImageError("no sheet of paper or drawing found in the photo: " + BLANK_PHOTO)
     level = float(np.median(on_paper))
     noise = 1.4826 * float(np.median(np.abs(on_paper - level)))
     weak = darkness > level + max(GROW_NOISE * noise, MIN_FAINT_INK)
@@ -598,7 +599,7 @@ def _photo_glyph(values: np.ndarray, settings: GlyphSettings) -> np.ndarray:
     cut = set(np.unique(labels[rim]).tolist())
     kept = [label for label in strokes if label in seeded and label not in cut]
     if not kept:
-        raise BlankImageError("no drawing found on the paper: " + BLANK)
+        raise BlankImageError("no drawing found on the paper: " + BLANK_PHOTO)
     mask = np.isin(labels, kept)
     box = bounding_box(mask)
     ink = np.where(mask[box], darkness[box], 0.0).astype(np.float32)

@@ -39,6 +39,7 @@ def text_answer(pieces: list[tuple[str, bool]]) -> dict:
 
 def test_a_string_read_whole_is_the_string_its_length_and_confidence():
     assert text_status(text_answer([("1", True), ("7", True)])) == "digits 1.0 reads **17** (2 characters, confidence 81.0%)"
+    assert text_status(text_answer([("1", True)])).startswith("digits 1.0 reads **1** (1 character, confidence ")
 
 
 def test_a_string_holding_pieces_that_are_no_character_says_which():

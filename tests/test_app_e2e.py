@@ -84,9 +84,11 @@ def test_a_drawing_that_is_no_digit_is_not_presented_as_an_answer(app, tmp_path)
         sketch_value(tmp_path, transparent_sketch("-")), "digits/1.0", 3, api_name="/recognize_drawing"
     )
     closest = ranking["value"]["label"]
-    assert answer.startswith(f"### This does not look like a digit\n(the closest is {closest}, {confidence}")
+    share = f"{ranking['value']['confidences'][0]['confidence']:.1%}"
+    assert answer.startswith(f"### This does not look like a digit\n(the closest is {closest}, {share}")
     assert ranking["label"].startswith("Closest labels (not an answer")
-    assert status.startswith(f"digits 1.0 does not take it for a digit (closest: {closest}, {confidence}); ")
+    assert status.startswith(f"digits 1.0 does not take it for a digit (closest: {closest}, {share}); ")
+    assert confidence == f"none: not an answer (closest {closest}, {share})"  # no number that reads as a confidence
 
 
 def test_a_blank_pad_or_an_unknown_model_is_a_message_not_a_traceback(app, tmp_path):
@@ -165,7 +167,7 @@ def test_the_models_tab_unregisters_registers_and_sets_the_default(app, torchser
         assert "balanced/1.0" not in rows(table)
         # The picked version is gone: back to the default, and the page says so.
         assert picker["value"] == "digits/1.0"
-        assert status == ("balanced 1.0 is unregistered. balanced 1.0 is no longer registered: "
+        assert status == ("balanced 1.0 is unregistered. balanced 1.0 is not registered: "
                           "a picker now shows digits 1.0.")
     finally:
         table, *_, status = app.predict("balanced.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
@@ -177,6 +179,11 @@ def test_the_models_tab_unregisters_registers_and_sets_the_default(app, torchser
     *_, status = app.predict("digits.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
     assert status.startswith("**Error:**") and "already registered" in status and "HTTP" not in status
     assert "unregister that version first" in status
+    # Only archives of the model store: the app checks, as the CLI does, before asking the server.
+    *_, status = app.predict("https://example.com/evil.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
+    assert status.startswith("**Error:**") and "is not in the model store" in status and "models list" not in status
+    *_, status = app.predict("nosuch.mar", "digits/1.0", "digits/1.0", "digits/1.0", api_name="/register")
+    assert "does not exist (make archive builds the archives)" in status
 
 
 # -- the callbacks themselves, for the errors a live server rarely shows ------------------------
@@ -204,6 +211,8 @@ def test_a_server_that_is_down_is_named_and_nothing_on_the_page_is_wiped(torchse
     assert table == picker == managed == text_picker == gr.update()  # left as they are
     *_, recognize_status = callbacks.load("", "", "")
     assert recognize_status == down + " Draw when it runs: the app asks the server again."
+    *_, status = callbacks.scale("digits/1.0", 2, "digits/1.0", "digits/1.0")
+    assert status == down  # the scaling's error and the refresh's are one: said once
 
 
 def test_an_empty_picker_is_filled_from_the_server_when_a_drawing_comes(torchserve):

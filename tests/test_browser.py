@@ -187,6 +187,25 @@ def test_the_heat_map_shows_what_drove_the_answer(page):
     screenshot(page, "browser-heat-map.png")
 
 
+def ranking_rows(page: Page) -> int:
+    return page.locator("#ranking .confidence-set").count()
+
+
+def test_another_top_k_redoes_the_answer_and_a_new_stroke_drops_the_heat_map(page):
+    # The heat map of the test before explains the answer on the pad.
+    expect(page.locator("#heat img")).to_be_visible()
+    shown = ranking_rows(page)
+    slider = page.locator("input[type=number]").first  # Top k's box
+    slider.fill(str(shown + 2))
+    slider.press("Enter")
+    expect(page.locator("#ranking .confidence-set")).to_have_count(shown + 2, timeout=TIMEOUT_MS)
+    expect(page.locator("#heat img")).to_have_count(0)  # it explained the answer before
+    page.locator("#explain").click()
+    expect(page.locator("#heat img")).to_be_visible()
+    draw(page, "1")  # over the drawing: the heat map is of another drawing now
+    expect(page.locator("#heat img")).to_have_count(0)
+
+
 def test_a_correction_typed_longer_than_one_character_is_refused_whole(page, latencies):
     # A drawing to correct (over whatever the pad holds), its answer awaited: an answer still on
     # its way would land after the next test's Clear.

@@ -11,6 +11,7 @@ import requests
 from client.api import Endpoints, ServingError
 from client.catalog import (
     ModelVersion,
+    archive_name,
     parse_choice,
     pick,
     store_archives,
@@ -74,6 +75,25 @@ def test_the_table_counts_workers_by_status():
     ]
 
 
+@pytest.mark.parametrize(
+    "archive, message",
+    [
+        ("nosuch.mar", "does not exist (make archive builds the archives)"),
+        ("https://example.com/evil.mar", "is not in the model store"),
+        ("../digits.mar", "is not in the model store"),
+        ("digits.zip", "is not a model archive (.mar)"),
+    ],
+)
+def test_only_archives_that_are_in_the_model_store_can_be_registered(tmp_path, archive, message):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "digits.mar").write_bytes(b"PK")
+    (tmp_path / "digits.mar").write_bytes(b"PK")
+    assert archive_name("digits.mar", tmp_path / "store") == "digits.mar"
+    assert archive_name(str(tmp_path / "store" / "digits.mar"), tmp_path / "store") == "digits.mar"
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        archive_name(archive, tmp_path / "store")
+
+
 def test_only_archives_of_the_model_store_are_offered(tmp_path):
     for name in ("letters.mar", "digits.mar", "notes.txt"):
         (tmp_path / name).write_text("")
@@ -112,8 +132,14 @@ def connection_error(url: str) -> requests.ConnectionError:
          "TorchServe could not do it: Model digits has no worker to serve inference request. (HTTP 503)"),
         (FileNotFoundError("no key file at .run/key_file.json: is TorchServe running? (make serve)"),
          "no key file at .run/key_file.json: is TorchServe running? (make serve)"),
+        (ServingError(413, "Request Entity Too Large", ""),  # TorchServe's own refusal has no body
+         "the request is larger than TorchServe accepts (max_request_size, 6 MiB in config/config.properties; "
+         "an image travels base64-encoded, a third larger): send an image of at most 4 MiB, or a smaller PNG or JPEG of it"),
+        (ServingError(500, "Internal Server Error", ""),
+         "TorchServe could not do it: Internal Server Error (HTTP 500)"),
     ],
-    ids=["server-down", "refused-key", "unknown-model", "handler-4xx", "conflict", "no-worker", "no-key-file"],
+    ids=["server-down", "refused-key", "unknown-model", "handler-4xx", "conflict", "no-worker", "no-key-file",
+         "request-too-large", "empty-body"],
 )
 def test_errors_become_one_sentence(error, message):
     assert explain(error, ENDPOINTS) == message

@@ -118,6 +118,7 @@ def test_a_scan_with_a_dark_lid_along_an_edge_is_read_as_a_photo(digits):
     assert label(digits, clipped_scan("7")) == "7"
     status, body = answer(digits, clipped_scan(None))
     assert (status, body["type"]) == (400, "BlankImageError") and "no drawing found on the paper" in body["message"]
+    assert "photograph one character" in body["message"] and "draw a character" not in body["message"]
 
 
 # -- 3. partly transparent backgrounds --------------------------------------------------------
