@@ -14,7 +14,7 @@ from scipy import ndimage
 from handler.glyph import GlyphSettings, canvas_to_glyph
 from training.labels import CLASS_NAMES
 from training.nonchars import GENERATORS, KINDS, NOT_DIGIT_LETTERS, face, nonchar
-from training.pen import prepare_pen, recognizer_split, sample_classes, split_writers
+from training.pen import fat_pen_glyphs, prepare_pen, recognizer_split, sample_classes, split_writers
 from training.strokes import PenSample, PenStyle, draw_strokes
 from tests.test_strokes import write_jsonl
 
@@ -92,6 +92,29 @@ def test_pen_data_is_drawn_cached_and_split_into_recognizer_classes(tmp_path):
     assert len(cached) == 1
     again = prepare_pen(tmp_path, GlyphSettings(), variants=2, cache_dir=tmp_path / "cache", limit=40)
     assert np.array_equal(again.parts["train"].glyphs, train.glyphs)
+
+
+def strong_ink(glyphs: np.ndarray) -> np.ndarray:
+    """Each uint8 glyph's pixels at 128 or more."""
+    return (glyphs >= 128).reshape(len(glyphs), -1).sum(axis=1)
+
+
+def test_a_quarter_of_training_drawings_and_every_fat_pen_drawing_use_pens_fat_for_their_size(tmp_path):
+    # Zeros (rings of various heights) by 20 writers. A fat pen leaves a glyph with less strong ink
+    # than any usual pen does (its strokes are thinned back, its loop narrowed).
+    turn = np.linspace(0, 2 * np.pi, 40)
+    records = [{"id": f"{w}/{k}", "kind": "digit", "label": "0", "contributor": "s", "writer_id": f"w{w}",
+                "strokes": [np.c_[50 * np.cos(turn), (60 + 5 * k) * np.sin(turn)].round(2).tolist()]}
+               for w in range(20) for k in range(10)]
+    (tmp_path / "UNIPEN-dev").mkdir()
+    write_jsonl(tmp_path / "UNIPEN-dev" / "zeros.jsonl", records)
+    pen = prepare_pen(tmp_path, GlyphSettings(), variants=4, cache_dir=tmp_path / "cache", limit=40)
+    train, test = pen.parts["train"], pen.parts["test"]
+    usual = strong_ink(test.glyphs[test.sample >= 0])  # validation and test: the usual pens
+    unlike_usual = strong_ink(train.glyphs[train.sample >= 0]) < usual.min()
+    assert 0.05 < unlike_usual.mean() < 0.3  # a quarter drawn with fat pens, not all of them that thin
+    fat = strong_ink(fat_pen_glyphs(test.samples, GlyphSettings()))
+    assert len(fat) == len(test.samples) and np.median(fat) < usual.min()
 
 
 def test_no_pen_data_is_a_clear_error(tmp_path):

@@ -104,6 +104,32 @@ def test_the_pen_width_and_size_follow_the_pen_style():
     assert np.ptp(np.flatnonzero(thin.max(axis=1) > 0.5)) == pytest.approx(0.5 * 280, abs=6)
 
 
+def _ink_height_and_stem(png: bytes) -> tuple[int, int]:
+    """The ink's height and the width of the L's stem halfway down, in canvas pixels."""
+    coverage = ink(png) > 0.5
+    rows = np.flatnonzero(coverage.any(axis=1))
+    return int(np.ptp(rows)) + 1, int(coverage[(rows[0] + rows[-1]) // 2].sum())
+
+
+def test_a_fat_pen_is_wide_for_the_drawings_size_and_drawn_for_the_share_asked():
+    strokes = upright([np.array(s, float) for s in L_SHAPE])
+    usual = dict(size=(0.5, 0.5), pen_width=(5, 5))  # 140 pixels tall, 5 wide
+    fat = PenStyle(**usual, fat=1.0, fat_size=(0.3, 0.3), fat_ratio=(0.25, 0.25))  # 84 tall, 21 wide
+    height, stem = _ink_height_and_stem(draw_strokes(strokes, "transparent", np.random.default_rng(0), fat))
+    assert height == pytest.approx(84 + 21, abs=3) and stem == pytest.approx(21, abs=2)
+    half = PenStyle(**usual, fat=0.5, fat_size=(0.3, 0.3), fat_ratio=(0.25, 0.25))
+    fat_drawn = [_ink_height_and_stem(draw_strokes(strokes, "transparent", np.random.default_rng(seed), half))[1] > 15
+                 for seed in range(60)]
+    assert 18 <= sum(fat_drawn) <= 42  # about half of 60
+
+
+def test_without_fat_pens_the_random_draws_and_canvases_are_those_of_the_usual_pens():
+    strokes = upright([np.array(s, float) for s in L_SHAPE])
+    other_fat_settings = PenStyle(fat=0.0, fat_size=(0.1, 0.1), fat_ratio=(0.5, 0.5))
+    assert draw_strokes(strokes, "black_on_white", np.random.default_rng(4), other_fat_settings) == \
+        draw_strokes(strokes, "black_on_white", np.random.default_rng(4), PenStyle())
+
+
 def test_a_dot_is_drawn_as_one_dab_of_the_pen():
     png = draw_strokes([np.zeros((1, 2))], "black_on_white", np.random.default_rng(0), PenStyle(pen_width=(10, 10)))
     covered = (ink(png) > 0.5).sum()

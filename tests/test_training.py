@@ -133,7 +133,15 @@ def test_one_epoch_training_exports_a_torchscript_model_that_matches_the_eager_m
     assert pen["canvases"] > 0 and set(pen["per_style"]) == set(CANVAS_STYLES) and set(pen["per_kind"]) == {"digit"}
     assert 0 <= pen["accuracy"] <= 1 and "letters_AKMW" in pen["rejection"]["nonchars_rejected"]
     assert {"scan test", "pen test"} <= set(metrics["calibration"])
+    fat = pen["fat_pens"]  # the test writers' digits again, drawn with fat pens
+    assert fat["canvases"] == pen["canvases"] // len(CANVAS_STYLES)
+    assert 0 <= fat["wrong_accepted"] <= 1 - fat["accuracy"] and 0 <= fat["rejected"] <= 1
     assert (folder / "reliability.png").stat().st_size > 1000
+    # A card written before the fat-pen figure gets it alone, the rest of the card untouched.
+    del metrics["pen"]["fat_pens"]
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    evaluate_main(["--model", "digits", "--data-dir", str(tiny_mnist), "--models", str(out), "--only", "fat_pens"])
+    assert json.loads((folder / "metrics.json").read_text()) == {**metrics, "pen": {**pen, "fat_pens": fat}}
 
     # An interrupted run is exported from its checkpoint: the very same model, without training.
     (folder / "model.pt").unlink()

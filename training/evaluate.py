@@ -35,7 +35,7 @@ from handler.confidence import NO_CALIBRATION, accepted, answered_probabilities,
 from training.calibrate import ECE_BINS, expected_calibration_error, plot_reliability
 from training.canvas import CANVAS_SIZE, CANVAS_STYLES, encode_canvas
 from training.nonchars import NOT_DIGIT_LETTERS
-from training.pen import sample_classes as pen_sample_classes
+from training.pen import fat_pen_glyphs, sample_classes as pen_sample_classes
 from training.export import write_json
 from training.labels import CLASS_NAMES
 from training.strings import STRING_LENGTHS, WrittenString, writer_strings
@@ -301,10 +301,7 @@ def evaluate_pen(
     sites = np.array([s.site for s in samples])
     styles = np.array([CANVAS_STYLES[i] for i in part.style[real]])
     correct = answers.correct
-    if name == "balanced":  # EMNIST merges most cases; count a case slip as right here
-        correct_ci = np.array([names[a].upper() == s.label.upper() for a, s in zip(answered, samples)])
-    else:
-        correct_ci = correct
+    correct_ci = _pen_correct(name, answered, samples, correct)
     group = lambda keys: {k: {"canvases": int((keys == k).sum()), "accuracy": float(correct_ci[keys == k].mean())}
                           for k in sorted(set(keys.tolist()))}
     pairs = Counter((samples[i].label, names[answered[i]]) for i in np.flatnonzero(~correct_ci))
@@ -327,6 +324,40 @@ def evaluate_pen(
         },
     }
     return pen, answers
+
+
+def _pen_correct(name: str, answered: np.ndarray, samples: list[Any], correct: np.ndarray) -> np.ndarray:
+    """Which answers count as right: ``correct``, or for ``balanced`` the answer's letter in either
+    case (EMNIST merges most cases, so a case slip counts as right there)."""
+    if name != "balanced":
+        return correct
+    names = CLASS_NAMES[name]
+    return np.array([names[a].upper() == s.label.upper() for a, s in zip(answered, samples)], dtype=bool)
+
+
+def evaluate_fat_pens(
+    model: torch.nn.Module, name: str, samples: list[Any], preprocessing: dict[str, Any]
+) -> dict[str, Any]:
+    """The pen test writers' characters drawn once each with a pen that is fat for their size
+    (:func:`training.pen.fat_pen_glyphs`: small drawings, markers): accuracy (``balanced``
+    case-insensitively), the share refused (``accepted: false``) and the share answered wrong
+    yet accepted, the silent wrong answers."""
+    names = CLASS_NAMES[name]
+    classes = pen_sample_classes(name, samples)
+    keep = np.flatnonzero((classes >= 0) & (classes < len(names)))
+    kept = [samples[i] for i in keep]
+    glyphs = fat_pen_glyphs(kept, GlyphSettings.from_dict(preprocessing["glyph"]))
+    outputs = logits(model, glyphs, preprocessing["mean"], preprocessing["std"])
+    answered = outputs[:, : len(names)].argmax(1).numpy()
+    correct = _pen_correct(name, answered, kept, answered == classes[keep])
+    refused = ~accepted(outputs, len(names), preprocessing.get("calibration") or NO_CALIBRATION).numpy()
+    return {
+        "data": "the pen test part's characters, each drawn once with a fat pen (training/pen.py fat_pen_glyphs)",
+        "canvases": len(kept),
+        "accuracy": float(correct.mean()),
+        "rejected": float(refused.mean()),
+        "wrong_accepted": float((~correct & ~refused).mean()),
+    }
 
 
 def _rejected_share(outputs: torch.Tensor, part: Any, num_classes: int, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -479,6 +510,7 @@ def evaluate_folder(
         pen_test = data.pen.parts["test"]
         pen_logits = logits(model, pen_test.glyphs, mean, std)
         pen, answers["pen test"] = evaluate_pen(name, pen_test, pen_logits, calibration)
+        pen["fat_pens"] = evaluate_fat_pens(model, name, pen_test.samples, preprocessing)
     text = None
     if data.pen is not None and name in TEXT_MODELS:
         text = evaluate_text(model, name, preprocessing, data.pen.parts["test"].samples, "test")
@@ -551,26 +583,56 @@ def _pen_summary(metrics: dict[str, Any]) -> str:
         f"ECE on pen canvases {pct(calibration['ece_before'])} -> {pct(calibration['ece_after'])} "
         f"(T = {metrics['calibration']['temperature']:.3f})\n"
         f"rejected: real characters {pct(rejection['characters_rejected'])}; non-characters: {refused}"
+        + _fat_summary(pen.get("fat_pens"))
     )
 
 
-def text_only(folder: Path, data_dir: str, part: str, count: int) -> dict[str, Any]:
-    """The text evaluation of an exported model on one part of the pen data's writer split; on
-    the test part it replaces ``text`` in ``metrics.json``."""
+def _fat_summary(fat: dict[str, Any] | None) -> str:
+    if not fat:  # metrics written before the fat-pen figure
+        return ""
+    return (f"\nfat pens (small drawings, markers): accuracy {100 * fat['accuracy']:.2f}% on {fat['canvases']} canvases, "
+            f"refused {100 * fat['rejected']:.2f}%, wrong and accepted {100 * fat['wrong_accepted']:.2f}%")
+
+
+def _pen_writers(folder: Path, data_dir: str, part: str) -> tuple[list[Any], str, dict[str, Any], torch.nn.Module]:
+    """One part of the pen data's writer split, with the exported model's name, preprocessing
+    and TorchScript module; exits with a sentence when the data root has no pen data."""
     from training.pen import writer_parts
     from training.strokes import find_pen_data
 
     files = find_pen_data(data_dir)
     if not files:
-        raise SystemExit(f"no pen data under {data_dir} (UNIPEN-dev/*.jsonl.gz): the text evaluation needs it")
-    samples = writer_parts(files)[part]
+        raise SystemExit(f"no pen data under {data_dir} (UNIPEN-dev/*.jsonl.gz): this evaluation needs it")
     preprocessing = json.loads((folder / "preprocessing.json").read_text())
     name = json.loads((folder / "model.json").read_text())["name"]
-    text = evaluate_text(torch.jit.load(str(folder / "model.pt")), name, preprocessing, samples, part, count)
+    return writer_parts(files)[part], name, preprocessing, torch.jit.load(str(folder / "model.pt"))
+
+
+def _update_card(folder: Path, update: Any) -> None:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    update(metrics)
+    write_json(folder / "metrics.json", metrics)
+
+
+def text_only(folder: Path, data_dir: str, part: str, count: int) -> dict[str, Any]:
+    """The text evaluation of an exported model on one part of the pen data's writer split; on
+    the test part it replaces ``text`` in ``metrics.json``."""
+    samples, name, preprocessing, model = _pen_writers(folder, data_dir, part)
+    text = evaluate_text(model, name, preprocessing, samples, part, count)
     if part == "test":
-        metrics = json.loads((folder / "metrics.json").read_text())
-        write_json(folder / "metrics.json", {**metrics, "text": text})
+        _update_card(folder, lambda metrics: metrics.update(text=text))
     return text
+
+
+def fat_pens_only(folder: Path, data_dir: str, part: str) -> dict[str, Any]:
+    """:func:`evaluate_fat_pens` of an exported model on one part of the pen data's writer split;
+    on the test part it replaces ``pen.fat_pens`` in ``metrics.json`` (a card written before
+    the figure existed gets it without re-measuring the rest)."""
+    samples, name, preprocessing, model = _pen_writers(folder, data_dir, part)
+    fat = evaluate_fat_pens(model, name, samples, preprocessing)
+    if part == "test":
+        _update_card(folder, lambda metrics: metrics["pen"].update(fat_pens=fat))
+    return fat
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -585,10 +647,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="models", help="folder holding <model>/")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--canvas-limit", type=int, help="canvas robustness on the first N test images")
-    parser.add_argument("--only", choices=["text"],
-                        help="re-measure only this part and update it in metrics.json (text: on the pen test writers)")
+    parser.add_argument("--only", choices=["text", "fat_pens"],
+                        help="re-measure only this part and update it in metrics.json (on the pen test writers)")
     parser.add_argument("--part", choices=["val", "test"], default="test",
-                        help="with --only text: the writers to read (val: print only, to choose settings)")
+                        help="with --only: the writers to read (val: print only, to choose settings)")
     parser.add_argument("--strings", type=int, default=TEXT_STRINGS, help="with --only text: how many strings")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -598,6 +660,9 @@ def main(argv: list[str] | None = None) -> None:
                          f"(MODELS_DIR) at the folder that holds {args.model}/")
     if args.only == "text":
         print(_text_summary(text_only(folder, args.data_dir, args.part, args.strings)).strip())
+        return
+    if args.only == "fat_pens":
+        print(_fat_summary(fat_pens_only(folder, args.data_dir, args.part)).strip())
         return
     settings = GlyphSettings.from_dict(json.loads((folder / "preprocessing.json").read_text())["glyph"])
     training = json.loads((folder / "metrics.json").read_text())["training"]  # kept from training

@@ -8,7 +8,8 @@ on exactly what a served canvas becomes.
   fixed seed: no writer is in two parts. Training writers' samples are drawn ``variants`` times,
   each time with stroke-level variation (:class:`training.strokes.StrokeAugment`) and a new canvas
   style, pen and placement; validation and test samples are drawn once in each canvas style,
-  without stroke variation.
+  without stroke variation. A quarter of the training drawings are made with a pen that is fat
+  for the drawing (:data:`TRAIN_PEN`).
 - Non-characters (:mod:`training.nonchars`) come from three seeded series, one per part.
 
 Drawing ~100k canvases takes a few minutes on two cores, so the glyphs of all samples are cached
@@ -39,7 +40,12 @@ PARTS = ("train", "val", "test")
 PEN_SEED = 20261130  # drawing seed, fixed so every run draws the same canvases
 PEN_VAL = PEN_TEST = 0.15
 NONCHAR_COUNTS = {"train": 9600, "val": 1600, "test": 1600}
-DRAWING_VERSION = 2  # bump when the drawing code changes: the cache key includes it
+DRAWING_VERSION = 3  # bump when the drawing code changes: the cache key includes it
+# Training writers' characters: a quarter drawn with a pen fat for their size (small drawings,
+# markers), which the usual pens never give and the models misread; validation and test parts are
+# drawn with the usual pens, so their figures compare with earlier models' (the fat-pen figure
+# is measured apart, training/evaluate.py).
+TRAIN_PEN = PenStyle(fat=0.25)
 
 
 @dataclass
@@ -80,51 +86,68 @@ def writer_parts(files: Sequence[Path]) -> dict[str, list[PenSample]]:
 def _draw_job(job: tuple) -> np.ndarray:
     """Draw one canvas and decode it as the handler does; a canvas the handler would refuse as
     blank (none of the data's, in practice) becomes zeros, as blank dataset images do."""
-    strokes, style, seed, vary, settings = job
+    strokes, style, seed, vary, pen, settings = job
     rng = np.random.default_rng(seed)
     if vary:
         strokes = augment_strokes(strokes, StrokeAugment(), rng)
     try:
-        glyph = canvas_to_glyph(draw_strokes(strokes, CANVAS_STYLES[style], rng, PenStyle()), settings)
+        glyph = canvas_to_glyph(draw_strokes(strokes, CANVAS_STYLES[style], rng, pen), settings)
     except BlankImageError:
         glyph = np.zeros((settings.size, settings.size), dtype=np.float32)
     return np.uint8(np.clip(glyph * 255.0 + 0.5, 0, 255))
+
+
+def _draw(jobs: list[tuple], desc: str) -> np.ndarray:
+    """The glyphs (uint8 [N, 28, 28]) of :func:`_draw_job` jobs, drawn on two processes."""
+    with Pool(processes=min(2, os.cpu_count() or 1)) as pool:
+        return np.stack(list(tqdm(pool.imap(_draw_job, jobs, chunksize=64), total=len(jobs), desc=desc, unit="canvas")))
 
 
 def _jobs(part: str, samples: list[PenSample], variants: int, settings: GlyphSettings, nonchars: int):
     """(job, sample index, style, non-character kind) of every canvas of a part."""
     part_seed = PARTS.index(part)
     draws = variants if part == "train" else len(CANVAS_STYLES)
+    pen = TRAIN_PEN if part == "train" else PenStyle()
     for index, sample in enumerate(samples):
         strokes = upright(sample.strokes)
         for draw in range(draws):
             style = (index + draw) % len(CANVAS_STYLES)
             seed = [PEN_SEED, part_seed, 0, index, draw]
-            yield (strokes, style, seed, part == "train", settings), index, style, ""
+            yield (strokes, style, seed, part == "train", pen, settings), index, style, ""
     for index in range(nonchars):
         kind, strokes = nonchar(index, seed=PEN_SEED + part_seed)
         style = index % len(CANVAS_STYLES)
-        yield (strokes, style, [PEN_SEED, part_seed, 1, index], False, settings), -1, style, kind
+        yield (strokes, style, [PEN_SEED, part_seed, 1, index], False, PenStyle(), settings), -1, style, kind
 
 
 def _draw_part(
     part: str, samples: list[PenSample], variants: int, settings: GlyphSettings, nonchars: int
 ) -> dict[str, np.ndarray]:
     rows = list(_jobs(part, samples, variants, settings, nonchars))
-    with Pool(processes=min(2, os.cpu_count() or 1)) as pool:
-        glyphs = list(tqdm(pool.imap(_draw_job, [r[0] for r in rows], chunksize=64), total=len(rows),
-                           desc=f"drawing pen {part}", unit="canvas"))
     return {
-        "glyphs": np.stack(glyphs),
+        "glyphs": _draw([r[0] for r in rows], f"drawing pen {part}"),
         "sample": np.array([r[1] for r in rows], dtype=np.int64),
         "style": np.array([r[2] for r in rows], dtype=np.int64),
         "nonchar": np.array([r[3] for r in rows]),
     }
 
 
+FAT_PEN_SEED = 3  # the fat-pen drawings of a part: their own series of seeds
+
+
+def fat_pen_glyphs(samples: Sequence[PenSample], settings: GlyphSettings) -> np.ndarray:
+    """Each sample drawn once (styles taking turns, no stroke variation) with a pen that is fat for
+    its size (``PenStyle(fat=1.0)``) and decoded as the handler does: uint8 [N, 28, 28]. The
+    evaluation's measure of small drawings and markers; not cached (a test part takes seconds)."""
+    pen = PenStyle(fat=1.0)
+    jobs = [(upright(s.strokes), i % len(CANVAS_STYLES), [PEN_SEED, FAT_PEN_SEED, i], False, pen, settings)
+            for i, s in enumerate(samples)]
+    return _draw(jobs, "drawing with fat pens")
+
+
 def _cache_key(files: list[Path], settings: GlyphSettings, variants: int, limit: int | None) -> str:
     digest = hashlib.sha1(json.dumps(
-        [asdict(settings), asdict(StrokeAugment()), asdict(PenStyle()), variants, PEN_SEED,
+        [asdict(settings), asdict(StrokeAugment()), asdict(PenStyle()), asdict(TRAIN_PEN), variants, PEN_SEED,
          NONCHAR_COUNTS, DRAWING_VERSION, limit], sort_keys=True).encode())
     for path in files:
         digest.update(path.read_bytes())
@@ -170,7 +193,8 @@ def prepare_pen(
     source = (
         f"{', '.join(p.name for p in files)}: {total if used == total else f'{used} (--limit) of {total}'} pen-stroke characters of "
         f"{sum(writers.values())} writers, split by writer {writers['train']}/{writers['val']}/"
-        f"{writers['test']}; training writers drawn {variants} times with stroke variation"
+        f"{writers['test']}; training writers drawn {variants} times with stroke variation, "
+        f"{TRAIN_PEN.fat:.0%} of them with pens fat for their size"
     )
     return PenData(
         {part: PenGlyphs(*(arrays[f"{part}_{k}"] for k in ("glyphs", "sample", "style", "nonchar")), parts[part])

@@ -180,11 +180,20 @@ def augment_strokes(
 @dataclass(frozen=True)
 class PenStyle:
     """How a person draws on a canvas: the character's longer side as a fraction of the canvas
-    side and the pen width in pixels of a 280-pixel canvas (scaled with the canvas)."""
+    side and the pen width in pixels of a 280-pixel canvas (scaled with the canvas).
+
+    A share ``fat`` of the drawings is made with a pen that is fat for the drawing: a small
+    character drawn with the app's default pen, or a marker. Their size is drawn from
+    ``fat_size`` and their pen width, as a share of the character's longer side, from
+    ``fat_ratio`` (the usual pens give 0.02-0.14). Strokes that wide close small loops and merge
+    nearby strokes, which normalization cannot undo, so a model only reads them if it saw them."""
 
     size: tuple[float, float] = (0.35, 0.8)
     pen_width: tuple[float, float] = (5.0, 14.0)
     supersample: int = 4  # strokes are drawn at this many times the resolution, then averaged
+    fat: float = 0.0
+    fat_size: tuple[float, float] = (0.12, 0.8)
+    fat_ratio: tuple[float, float] = (0.1, 0.35)
 
 
 def stroke_coverage(strokes: Sequence[np.ndarray], width: float, supersample: int = 4) -> np.ndarray:
@@ -218,14 +227,19 @@ def draw_strokes(
     """PNG bytes of strokes (image coordinates, any units) drawn on a ``size`` x ``size`` canvas
     in ``style`` (:data:`training.canvas.CANVAS_STYLES`): the character's longer side scaled to a
     random part of the canvas (aspect ratio kept: a ``1`` stays thin), a random pen width, a
-    random position. A character with no extent (a dot) is drawn as one dab of the pen."""
+    random position; a share ``pen.fat`` with a fat pen (:class:`PenStyle`). A character with no
+    extent (a dot) is drawn as one dab of the pen."""
     if style not in CANVAS_STYLES:
         raise ValueError(f"unknown canvas style {style!r}: choose one of {CANVAS_STYLES}")
     points = np.concatenate(strokes)
     low = points.min(axis=0)
     extent = float(np.ptp(points, axis=0).max())
-    width = rng.uniform(*pen.pen_width) * size / CANVAS_SIZE
-    longest = rng.uniform(*pen.size) * size
+    if pen.fat and rng.uniform() < pen.fat:  # no draw at all without fat pens: the same canvases as before
+        longest = rng.uniform(*pen.fat_size) * size
+        width = rng.uniform(*pen.fat_ratio) * longest
+    else:
+        width = rng.uniform(*pen.pen_width) * size / CANVAS_SIZE
+        longest = rng.uniform(*pen.size) * size
     scale = longest / extent if extent > 0 else 0.0
     placed = [(stroke - low) * scale for stroke in strokes]
     span = np.ptp(np.concatenate(placed), axis=0) + width  # the drawing with its pen
