@@ -398,7 +398,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                         # A canvas slightly larger than the pad shows it (zoom under 100%), so the
                         # zoom Gradio picks on load is the one it resets to on Clear: no jump.
                         pad = gr.Sketchpad(
-                            label="Draw here: the pen is ready (the bar on the left has the eraser)",
+                            label="Draw one character, large: the pen is ready (the bar on the left has the eraser)",
                             canvas_size=(side, side), height=side + 40,
                             layers=False, brush=pen, elem_id="pad",
                         )
