@@ -116,7 +116,9 @@ class AppSettings:
     max_top_k: int = 10
     canvas_side: int = 400  # canvas pixels of the square Sketchpad, shown about as large (see build_app)
     text_canvas: tuple[int, int] = (1000, 300)  # the Read text tab's wide Sketchpad (width, height)
-    brush_size: int = 16  # pen width in canvas pixels (the handler evens stroke widths anyway)
+    # Gradio's brush size is the pen's radius: 8 draws strokes 16 canvas pixels wide (measured in a
+    # browser), inside the widths the models were trained on for characters drawn large on the pad.
+    brush_size: int = 8
     scale_to: int = 2  # first value of the Models tab's Workers field (what serving.yaml runs)
     run_dir: Path = DEFAULT_RUN_DIR  # uploads and, by default, corrections live here
     corrections_dir: Path | None = None  # default: <run_dir>/corrections
@@ -271,8 +273,12 @@ class Recognizer:
         try:
             versions = registered_versions(self.client)
         except EXPLAINED as error:
-            # The action's own error is often this one (the server is down): say it once.
-            failed = " ".join(dict.fromkeys(part for part in (done, self.failure(error)) if part))
+            # The server is down: that is what the user needs to hear, not an action's own error
+            # (often this one, or an empty picker's, as the picker is empty when the page opened
+            # while the server was down); a done action is still reported.
+            failed = self.failure(error)
+            if done and not done.startswith("**Error:**"):
+                failed = f"{done} {failed}"
             return gr.update(), gr.update(), gr.update(), archive, gr.update(), failed
         choices = version_choices(versions)
         pickers, notes = [], []

@@ -213,6 +213,8 @@ def test_a_server_that_is_down_is_named_and_nothing_on_the_page_is_wiped(torchse
     assert recognize_status == down + " Draw when it runs: the app asks the server again."
     *_, status = callbacks.scale("digits/1.0", 2, "digits/1.0", "digits/1.0")
     assert status == down  # the scaling's error and the refresh's are one: said once
+    *_, status = callbacks.scale("", 2, "", "")  # the page opened while it was down: pickers empty
+    assert status == down  # not "choose a model version" as well
 
 
 def test_an_empty_picker_is_filled_from_the_server_when_a_drawing_comes(torchserve):

@@ -43,8 +43,9 @@ TIMEOUT_MS = 30_000
 STROKES = {
     "7": [[(-70, -90), (75, -90), (-15, 100)]],
     "1": [[(5, -100), (0, 100)]],
-    # A filled blob: back and forth over a small square until it is ink.
-    "blob": [[(x, y) for row in range(0, 60, 8) for x, y in ((-30, -30 + row), (30, -30 + row))]],
+    # A filled blob: back and forth over a small square until it is ink (rows closer than the
+    # 16-pixel pen, so it stays filled when a busy browser drops a move).
+    "blob": [[(x, y) for row in range(0, 60, 5) for x, y in ((-30, -30 + row), (30, -30 + row))]],
 }
 # Mouse moves per straight segment; the pad joins them with a stroke. Each move is rendered in
 # software (no GPU), up to ~0.5 s each on a busy 2-core machine, so a few are enough.
