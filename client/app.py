@@ -506,7 +506,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
         explain_button.click(recognizer.explain_drawing, [pad, picker], [heat, status], api_name="explain")
         # Another version or top k: the answer is redone, and the heat map, which explained the
         # previous answer, goes (as after a new stroke).
-        for changed in (picker.input, top_k.change):  # top k is never set by the app, only by the user
+        for changed in (picker.input, top_k.input):  # the user changed it (not a blur, not the app)
             changed(
                 recognizer.recognize_again, [pad, upload, picker, top_k], results, api_visibility="private",
                 trigger_mode="always_last", show_progress="hidden",

@@ -43,9 +43,8 @@ TIMEOUT_MS = 30_000
 STROKES = {
     "7": [[(-70, -90), (75, -90), (-15, 100)]],
     "1": [[(5, -100), (0, 100)]],
-    # A filled blob: back and forth over a small square until it is ink (rows closer than the
-    # 16-pixel pen, so it stays filled when a busy browser drops a move).
-    "blob": [[(x, y) for row in range(0, 60, 5) for x, y in ((-30, -30 + row), (30, -30 + row))]],
+    # A filled blob: back and forth over a small square until it is ink.
+    "blob": [[(x, y) for row in range(0, 60, 8) for x, y in ((-30, -30 + row), (30, -30 + row))]],
 }
 # Mouse moves per straight segment; the pad joins them with a stroke. Each move is rendered in
 # software (no GPU), up to ~0.5 s each on a busy 2-core machine, so a few are enough.
@@ -188,25 +187,6 @@ def test_the_heat_map_shows_what_drove_the_answer(page):
     screenshot(page, "browser-heat-map.png")
 
 
-def ranking_rows(page: Page) -> int:
-    return page.locator("#ranking .confidence-set").count()
-
-
-def test_another_top_k_redoes_the_answer_and_a_new_stroke_drops_the_heat_map(page):
-    # The heat map of the test before explains the answer on the pad.
-    expect(page.locator("#heat img")).to_be_visible()
-    shown = ranking_rows(page)
-    slider = page.locator("input[type=number]").first  # Top k's box
-    slider.fill(str(shown + 2))
-    slider.press("Enter")
-    expect(page.locator("#ranking .confidence-set")).to_have_count(shown + 2, timeout=TIMEOUT_MS)
-    expect(page.locator("#heat img")).to_have_count(0)  # it explained the answer before
-    page.locator("#explain").click()
-    expect(page.locator("#heat img")).to_be_visible()
-    draw(page, "1")  # over the drawing: the heat map is of another drawing now
-    expect(page.locator("#heat img")).to_have_count(0)
-
-
 def test_a_correction_typed_longer_than_one_character_is_refused_whole(page, latencies):
     # A drawing to correct (over whatever the pad holds), its answer awaited: an answer still on
     # its way would land after the next test's Clear.
@@ -226,6 +206,27 @@ def test_a_blob_is_not_a_digit(page, latencies):
     answer = draw_and_time(page, "blob", latencies)
     screenshot(page, "browser-blob.png")
     assert answer.startswith("This does not look like a digit"), answer
+
+
+def ranking_rows(page: Page) -> int:
+    return page.locator("#ranking .confidence-set").count()
+
+
+def test_another_top_k_redoes_the_answer_and_a_new_stroke_drops_the_heat_map(page, latencies):
+    page.locator("#explain").click()  # explains the blob's answer
+    expect(page.locator("#heat img")).to_be_visible()
+    shown = ranking_rows(page)
+    slider = page.locator("input[type=number]").first  # Top k's box
+    slider.fill(str(shown + 2))
+    slider.press("Enter")
+    expect(page.locator("#ranking .confidence-set")).to_have_count(shown + 2, timeout=TIMEOUT_MS)
+    expect(page.locator("#heat img")).to_have_count(0)  # it explained the answer before
+    page.locator("#explain").click()
+    expect(page.locator("#heat img")).to_be_visible()
+    # Over the drawing: the heat map is of another drawing now. The answer is awaited, so that it
+    # cannot land on a later test's pad.
+    draw_and_time(page, "1", latencies)
+    expect(page.locator("#heat img")).to_have_count(0)
 
 
 def test_an_upload_that_is_not_an_image_gets_a_sentence(page, tmp_path):
