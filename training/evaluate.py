@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -338,10 +338,10 @@ def _pen_correct(name: str, answered: np.ndarray, samples: list[Any], correct: n
 def evaluate_fat_pens(
     model: torch.nn.Module, name: str, samples: list[Any], preprocessing: dict[str, Any]
 ) -> dict[str, Any]:
-    """The pen test writers' characters drawn once each with a pen that is fat for their size
-    (:func:`training.pen.fat_pen_glyphs`: small drawings, markers): accuracy (``balanced``
-    case-insensitively), the share refused (``accepted: false``) and the share answered wrong
-    yet accepted, the silent wrong answers."""
+    """The characters of one part of the pen data (the test writers' for the card) drawn once each
+    with a pen that is fat for their size (:func:`training.pen.fat_pen_glyphs`: small drawings,
+    markers): accuracy (``balanced`` case-insensitively), the share refused (``accepted: false``)
+    and the share answered wrong yet accepted, the silent wrong answers."""
     names = CLASS_NAMES[name]
     classes = pen_sample_classes(name, samples)
     keep = np.flatnonzero((classes >= 0) & (classes < len(names)))
@@ -608,7 +608,8 @@ def _pen_writers(folder: Path, data_dir: str, part: str) -> tuple[list[Any], str
     return writer_parts(files)[part], name, preprocessing, torch.jit.load(str(folder / "model.pt"))
 
 
-def _update_card(folder: Path, update: Any) -> None:
+def _update_card(folder: Path, update: Callable[[dict[str, Any]], None]) -> None:
+    """Apply ``update`` (in place) to the model card ``folder/metrics.json`` and write it back."""
     metrics = json.loads((folder / "metrics.json").read_text())
     update(metrics)
     write_json(folder / "metrics.json", metrics)
