@@ -127,6 +127,10 @@ class FlaskBaseline:
     def target(self, model: str) -> Target:
         return Target(self.url, f"/predictions/{model}")
 
+    def roles(self) -> dict[str, list[psutil.Process]]:
+        """Its one process, as the role ``server`` (:func:`benchmarks.loadgen.run_load`)."""
+        return {"server": [psutil.Process(self.pid)]}
+
     def rss_mb(self) -> float:
         return round(psutil.Process(self.pid).memory_info().rss / 2**20, 1)
 

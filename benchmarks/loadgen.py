@@ -4,17 +4,21 @@ Each of ``concurrency`` connections sends a request, reads the whole answer and 
 one, until the run's time is up or its request budget is spent. Requests are pre-encoded bytes,
 so the generator's own cost per request stays a few tens of microseconds: it shares the 2 cores
 with the server, and it must cost the same whatever model it drives, so that ratios to the
-no-op baseline measured the same way are fair.
+no-op baseline measured the same way are fair. Given the server's processes by role, a run also
+measures the CPU each role spent during it (user + system, :mod:`psutil`), so that a figure says
+not only how fast but where the cores went.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
+import psutil
 
 PERCENTILES = (50, 90, 99)
 BATCH_HEADER = "x-batch-size"  # how many requests shared the forward pass (the handler says)
@@ -112,6 +116,7 @@ class LoadResult:
     latencies_ms: np.ndarray  # of the 200 answers
     mean_batch_size: float | None  # mean X-Batch-Size of the 200 answers (None: no such header)
     client_cpu_seconds: float  # CPU the generator itself used: it shares the cores with the server
+    server_cpu_seconds: dict[str, float] = field(default_factory=dict)  # by role, e.g. frontend, workers
 
     @property
     def rps(self) -> float:
@@ -130,7 +135,23 @@ class LoadResult:
             "client_cpu_share": round(self.client_cpu_seconds / self.seconds, 3) if self.seconds > 0 else 0.0,
         }
         figures.update({f"p{q}_ms": round(self.percentile(q), 3) for q in PERCENTILES})
+        if self.requests:
+            spent = {"client": self.client_cpu_seconds, **self.server_cpu_seconds}
+            figures.update({f"cpu_ms_{role}": round(1000.0 * cpu / self.requests, 4) for role, cpu in spent.items()})
+            figures["cpu_ms_total"] = round(1000.0 * sum(spent.values()) / self.requests, 4)
         return figures
+
+
+def cpu_seconds(processes: Sequence[psutil.Process]) -> float:
+    """User + system CPU seconds spent so far by ``processes`` (0 for one that has exited)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 async def _load(
@@ -191,13 +212,20 @@ def run_load(
     seconds: float,
     max_requests: int,
     warmup_seconds: float = 0.0,
+    processes: Mapping[str, Sequence[psutil.Process]] | None = None,
 ) -> LoadResult:
     """Send ``bodies`` in turn over ``concurrency`` connections for ``seconds`` (at most
-    ``max_requests`` requests), after an unmeasured warm-up of ``warmup_seconds``."""
+    ``max_requests`` requests), after an unmeasured warm-up of ``warmup_seconds``. With
+    ``processes`` (the server's, by role), the result's ``server_cpu_seconds`` holds the CPU each
+    role spent during the measured run (:func:`cpu_seconds`; it also counts what the processes
+    did for other clients, none in the benchmark)."""
     requests = [target.encode(body) for body in bodies]
     if warmup_seconds > 0:
         asyncio.run(_load(target, requests, concurrency, warmup_seconds, max_requests))
-    return asyncio.run(_load(target, requests, concurrency, seconds, max_requests))
+    roles = dict(processes or {})
+    before = {role: cpu_seconds(members) for role, members in roles.items()}
+    result = asyncio.run(_load(target, requests, concurrency, seconds, max_requests))
+    return replace(result, server_cpu_seconds={role: cpu_seconds(members) - before[role] for role, members in roles.items()})
 
 
 async def _each(target: Target, requests: list[bytes], concurrency: int) -> list[Response]:

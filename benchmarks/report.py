@@ -15,6 +15,7 @@ from typing import Any
 
 from benchmarks.flask_baseline import FLASK
 from benchmarks.handler_cost import STAGES
+from benchmarks.serving import BASELINE
 
 BEGIN = "<!-- benchmark results: written by make bench from benchmarks/results/latest.json -->"
 END = "<!-- end of benchmark results -->"
@@ -55,6 +56,28 @@ def serving(results: dict[str, Any]) -> list[str]:
     return _table(
         ["concurrency", "target", "req/s (min-max)", "p50 ms (min-max)", "p90 ms", "p99 ms", "errors",
          "req/s / no-op", "p50 / no-op", "p99 / no-op", "req/s / Flask", "p99 / Flask", "load generator CPU"],
+        rows,
+    )
+
+
+CPU_ROLES = ("frontend", "workers", "server", "client")  # loadgen's cpu_ms_<role>, in table order
+
+
+def cpu(results: dict[str, Any]) -> list[str]:
+    """Where each request's CPU went, by process role, and its total over the no-op's."""
+    rows = []
+    for concurrency, by_target in results["serving"]["load"].items():
+        noop = by_target.get(BASELINE, {}).get("cpu_ms_total")
+        for name, figures in by_target.items():
+            if "cpu_ms_total" not in figures:
+                continue
+            cells = [f"{figures[f'cpu_ms_{role}']:.3f}" if f"cpu_ms_{role}" in figures else "" for role in CPU_ROLES]
+            share = figures["rps"] * figures["cpu_ms_total"] / 1000.0
+            ratio = f"{figures['cpu_ms_total'] / noop:.2f}" if noop else ""
+            rows.append([concurrency[1:], name, *cells, f"{figures['cpu_ms_total']:.3f}", ratio, f"{share:.2f}"])
+    return _table(
+        ["concurrency", "target", "TorchServe frontend (JVM)", "the target's workers", "Flask process",
+         "load generator", "total", "total / no-op's", "cores busy"],
         rows,
     )
 
@@ -198,6 +221,11 @@ def markdown(results: dict[str, Any]) -> str:
         "median round, min-max over rounds; ratios are to the no-op baseline, or to Flask, of the same round):",
         "",
         *serving(results),
+        "",
+        "Where the cores went: CPU milliseconds a request (user + system, median round) of each process "
+        "while it was measured, and the cores busy at that rate (req/s x total):",
+        "",
+        *cpu(results),
         "",
         "**Workers x batch size** (the recognizer and the no-op baseline with the same settings):",
         "",

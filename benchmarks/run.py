@@ -252,7 +252,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     targets[FLASK] = (flask.target(flask_model), canvases[flask_model])
                     serving = {
                         "configuration": {key: config["defaults"][key] for key in SERVING_SETTINGS},
-                        "load": measure_series(targets, BASELINE, profile.serving.load, compare={flask_model: FLASK}),
+                        "load": measure_series(
+                            targets, BASELINE, profile.serving.load, compare={flask_model: FLASK},
+                            processes={**{name: bench.roles(name) for name in (*MODELS, BASELINE)},
+                                       FLASK: flask.roles()},
+                        ),
                         "rss_mb_after_load": memory(bench.server),
                         "flask": {"model": flask_model, "torch_threads": flask.ping["torch_threads"],
                                   "rss_mb_after_load": flask.rss_mb()},

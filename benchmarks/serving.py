@@ -24,7 +24,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import psutil
 
@@ -100,6 +100,14 @@ class BenchServer:
             self.server.endpoints.inference, f"/predictions/{model}", self.server.client().keys.inference
         )
 
+    def roles(self, model: str) -> dict[str, list[psutil.Process]]:
+        """The processes that answer ``model``'s requests, by role: ``frontend`` (TorchServe's
+        JVM, which every model shares) and ``workers`` (that model's), for
+        :func:`benchmarks.loadgen.run_load` to measure their CPU."""
+        client = self.server.client()
+        pids = [worker["pid"] for version in client.describe(model, "all") for worker in version["workers"]]
+        return {"frontend": [psutil.Process(self.server.pid())], "workers": [psutil.Process(pid) for pid in pids]}
+
     def register_variant(self, model: str, name: str, config: dict[str, Any]) -> None:
         """Register ``model`` (or the baseline) packaged with ``config`` as the model ``name``."""
         stage = self.workdir / "variants" / name
@@ -142,7 +150,8 @@ def summarize(
     if batch_sizes:
         summary["mean_batch_size"] = round(statistics.median(batch_sizes), 2)
     ours = [run.summary() for run in runs]
-    for figure in FIGURES:
+    cpu = [key for key in ours[0] if key.startswith("cpu_ms_")]  # the roles measured (loadgen.LoadResult.summary)
+    for figure in (*FIGURES, *cpu):
         summary[figure], summary[f"{figure}_spread"] = _median_spread([run[figure] for run in ours])
     if baseline is not None:
         summary["ratio_to_baseline"] = _ratios(ours, [run.summary() for run in baseline])
@@ -156,18 +165,22 @@ def measure_series(
     baseline: str,
     load: LoadProfile,
     compare: dict[str, str] | None = None,
+    processes: Mapping[str, Mapping[str, Sequence[psutil.Process]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Rounds of load runs: in each round, at each concurrency, every target in turn (the
     baseline included), so that slow drifts of a shared machine hit all of them alike.
-    ``compare`` maps a target to another one it is also given as a ratio to (round by round).
+    ``compare`` maps a target to another one it is also given as a ratio to (round by round);
+    ``processes`` maps a target to its server's processes by role, whose CPU a request each run
+    measures (``cpu_ms_<role>``, beside the load generator's ``cpu_ms_client``).
     Returns ``{"c<concurrency>": {target: summary}}`` (:func:`summarize`)."""
-    compare = compare or {}
+    compare, processes = compare or {}, processes or {}
     runs: dict[tuple[str, int], list[LoadResult]] = {}
     for _ in range(load.rounds):
         for concurrency in load.concurrency:
             for name, (target, bodies) in targets.items():
                 result = run_load(
-                    target, bodies, concurrency, load.seconds, load.max_requests, load.warmup_seconds
+                    target, bodies, concurrency, load.seconds, load.max_requests, load.warmup_seconds,
+                    processes.get(name),
                 )
                 runs.setdefault((name, concurrency), []).append(result)
     return {

@@ -89,6 +89,20 @@ def test_the_load_ran_without_errors_against_the_baselines(quick):
     assert quick["serving"]["flask"]["torch_threads"] >= 1 and positive(quick["serving"]["flask"]["rss_mb_after_load"])
 
 
+def test_each_target_says_where_its_cpu_went_by_process(quick):
+    """TorchServe's targets: the JVM and the target's workers; Flask: its one process; all: the
+    load generator. The workers must have worked for the requests they answered."""
+    for by_target in quick["serving"]["load"].values():
+        for name, figures in by_target.items():
+            roles = {"server"} if name == FLASK else {"frontend", "workers"}
+            measured = {key[len("cpu_ms_"):] for key in figures if key.startswith("cpu_ms_") and not key.endswith("_spread")}
+            assert measured == {*roles, "client", "total"}, name
+            for role in roles - {"frontend"}:
+                assert positive(figures[f"cpu_ms_{role}"]), (name, role)
+            assert figures["cpu_ms_total"] >= max(figures[f"cpu_ms_{role}"] for role in (*roles, "client")), name
+    assert "Where the cores went" in markdown(quick)
+
+
 def test_the_sweep_covers_its_grid_and_batches_when_asked(quick):
     quick_sweep = Profile.load("quick").sweep
     cells = {(cell["workers"], cell["batch_size"]) for cell in quick["sweep"]}
