@@ -65,6 +65,7 @@ from client.sketch import (
     sketch_to_png,
     upload_bytes,
 )
+from client.turns import Turns
 
 # The 28x28 glyph, shown four times larger as crisp pixels.
 CSS = "#seen img { image-rendering: pixelated; object-fit: contain; width: 112px; height: 112px; }"
@@ -141,6 +142,7 @@ class Recognizer:
     def __init__(self, settings: AppSettings):
         self.settings = settings
         self.client = TorchServeClient(settings.endpoints)
+        self.turns = Turns()  # which page's answers are still wanted (client.turns)
 
     def failure(self, error: Exception) -> str:
         """The status line for an error: what went wrong and what to do (client.messages)."""
@@ -161,12 +163,22 @@ class Recognizer:
     # -- recognition -----------------------------------------------------------------------------
 
     def recognize(
-        self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool = False
-    ) -> tuple:
+        self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool = False,
+        request: gr.Request | None = None,
+    ) -> tuple | dict:
         """The answer (a sentence: the label, or that the drawing is not a character), ranking,
         calibrated confidence, glyph seen, status line and the picker (updated when it was
         empty) for one image. ``live``: an empty pad (just cleared) clears the answer without
-        an error."""
+        an error. Nothing (``gr.skip()``) when another answer for ``request``'s page started,
+        or the pad was cleared, while this one was on its way (:mod:`client.turns`)."""
+        page = session(request)
+        turn = self.turns.take(page)
+        answered = self._answer(to_bytes, value, choice, top_k, live)
+        return answered if self.turns.is_latest(page, turn) else gr.skip()
+
+    def _answer(
+        self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool
+    ) -> tuple:
         try:
             image = to_bytes(value)
             model, version, picker = self.resolve(choice)
@@ -190,30 +202,60 @@ class Recognizer:
         seen = image_from_base64(result["input"])
         return answer_text(result), ranking, confidence, seen, status, picker
 
-    def recognize_drawing(self, sketch: dict | None, choice: str | None, top_k: float) -> tuple:
-        return self.recognize(sketch_to_png, sketch, choice, top_k)
+    def recognize_drawing(
+        self, sketch: dict | None, choice: str | None, top_k: float, request: gr.Request | None = None
+    ) -> tuple | dict:
+        return self.recognize(sketch_to_png, sketch, choice, top_k, request=request)
 
-    def recognize_live(self, sketch: dict | None, choice: str | None, top_k: float) -> tuple:
-        """:meth:`recognize_drawing` on each finished stroke (quiet about an empty pad)."""
-        return self.recognize(sketch_to_png, sketch, choice, top_k, live=True)
+    def recognize_live(
+        self, sketch: dict | None, choice: str | None, top_k: float, request: gr.Request | None = None
+    ) -> tuple | dict:
+        """:meth:`recognize_drawing` on each finished stroke (quiet about an empty pad); nothing
+        (``gr.skip()``) for the drawing the page's previous live call had (:meth:`Turns.repeats`)."""
+        try:
+            png = sketch_to_png(sketch)
+        except EXPLAINED:  # an empty pad, ...: recognize says so (or, for an empty pad, nothing)
+            return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, request=request)
+        if self.turns.repeats(session(request), png):
+            return gr.skip()
+        return self.recognize(bytes, png, choice, top_k, live=True, request=request)
 
-    def recognize_upload(self, path: str | None, choice: str | None, top_k: float) -> tuple:
-        return self.recognize(upload_bytes, path, choice, top_k)
+    def recognize_upload(
+        self, path: str | None, choice: str | None, top_k: float, request: gr.Request | None = None
+    ) -> tuple | dict:
+        return self.recognize(upload_bytes, path, choice, top_k, request=request)
 
-    def recognize_again(self, sketch: dict | None, path: str | None, choice: str | None, top_k: float) -> tuple:
+    def recognize_again(
+        self, sketch: dict | None, path: str | None, choice: str | None, top_k: float,
+        request: gr.Request | None = None,
+    ) -> tuple | dict:
         """The answer redone after the model version or top k changed: for the drawing on the
         pad, else for the uploaded image; quiet when there is neither."""
         try:
             drawn = not is_blank(sketch_image(sketch))
         except NoDrawingError:
             drawn = False
-        if drawn or not path:
-            return self.recognize_live(sketch, choice, top_k)
-        return self.recognize_upload(path, choice, top_k)
+        if drawn or not path:  # the same drawing, answered again: no repeat to drop here
+            return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, request=request)
+        return self.recognize_upload(path, choice, top_k, request)
 
-    def explain_drawing(self, sketch: dict | None, choice: str | None) -> tuple:
+    def clear(self, request: gr.Request | None = None) -> tuple:
+        """Empty answer, ranking, confidence, glyph, status, heat map and wait (the pad or the
+        upload was cleared): an answer still on its way for ``request``'s page is dropped."""
+        self.turns.take(session(request))
+        return *self.cleared(), "", None, ""
+
+    def explain_drawing(
+        self, sketch: dict | None, choice: str | None, request: gr.Request | None = None
+    ) -> tuple | dict:
         """The drawing with a heat map of what drove the answer (:mod:`handler.explain`) and a
-        status line."""
+        status line; nothing (``gr.skip()``) when the drawing changed while it was computed."""
+        page = session(request)
+        turn = self.turns.current(page)
+        explained = self._explain(sketch, choice)
+        return explained if self.turns.is_latest(page, turn) else gr.skip()
+
+    def _explain(self, sketch: dict | None, choice: str | None) -> tuple:
         try:
             image = sketch_image(sketch)
             png = png_bytes(image)
@@ -343,6 +385,11 @@ class Recognizer:
             self.client.register(archive_name(archive, self.settings.endpoints.model_store))
 
         return self.manage(action, f"{archive} is registered.", picked, managed, text_picked)
+
+
+def session(request: gr.Request | None) -> str | None:
+    """The page a callback serves (Gradio's session hash; ``None`` for a direct call)."""
+    return request.session_hash if request is not None else None
 
 
 def shown_choice(choice: str | None) -> str:
@@ -490,7 +537,8 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             recognizer.recognize_drawing, [pad, picker, top_k], results, api_name="recognize_drawing", js=ASKED_JS,
         ).then(None, answer, waited, js=WAITED_JS)
         # Live: each finished stroke changes the pad; "always_last" drops the drawings a newer
-        # one has replaced while a call was running, so the latest drawing wins.
+        # one has replaced while a call was running, so the latest drawing wins. Across events
+        # (a stroke, a click, another top k, Clear), only the latest answer is shown (client.turns).
         pad.change(
             recognizer.recognize_live, [pad, picker, top_k], results, api_visibility="private",
             trigger_mode="always_last", show_progress="hidden",
@@ -512,8 +560,8 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                 trigger_mode="always_last", show_progress="hidden",
             ).then(lambda: None, None, heat, api_visibility="private")
         for source in (pad, upload):
-            source.clear(lambda: (*Recognizer.cleared(), "", None, ""), None,
-                         [answer, ranking, confidence, seen, status, heat, waited], api_visibility="private")
+            source.clear(recognizer.clear, None, [answer, ranking, confidence, seen, status, heat, waited],
+                         api_visibility="private")
         for sketchpad in (pad, text_pad):
             sketchpad.clear(None, None, None, js=PEN_READY_JS)
         text_tab.select(None, None, None, js=PEN_READY_JS)  # its pad is drawn when the tab is first shown

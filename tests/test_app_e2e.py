@@ -223,6 +223,24 @@ def test_an_empty_picker_is_filled_from_the_server_when_a_drawing_comes(torchser
     assert picker.value == "digits/1.0" and ("digits 1.0 (default)", "digits/1.0") in picker.choices
 
 
+def test_a_stroke_reported_again_after_a_clear_does_not_bring_the_answer_back(torchserve):
+    """Gradio's Sketchpad reports some strokes twice, the second time up to seconds later: after a
+    Clear, that second report holds the cleared drawing. Another top k redoes the answer still."""
+    callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
+    answer, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page)
+    assert ranking.value["label"] == "7"
+    assert callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()  # shown already
+    answer, *_ = callbacks.clear(page)
+    assert answer == ""
+    assert callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()  # the pad is empty
+    _, ranking, *_ = callbacks.recognize_again(sketch_dict("7"), None, "digits/1.0", 4, page)
+    assert len(ranking.value["confidences"]) == 4
+    _, ranking, *_ = callbacks.recognize_live(sketch_dict("1"), "digits/1.0", 3, page)  # a new drawing
+    assert ranking.value["label"] == "1"
+    _, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, gr.Request(session_hash="another page"))
+    assert ranking.value["label"] == "7"
+
+
 def test_a_rotated_key_is_re_read_from_the_key_file(torchserve):
     callbacks = recognizer(torchserve.endpoints)
     assert callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)[0]  # keys now cached

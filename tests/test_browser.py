@@ -2,7 +2,8 @@
 ``make browser``), driven by Playwright, draws on the Sketchpad with the mouse, as a person does
 (no tool picked first), and reads the answers from the page: live after each stroke, after a
 Clear, for a blob, for an upload that is no image, with a heat map; it types a correction longer
-than one character and sees it refused whole; it confirms an unregister,
+than one character and sees it refused whole; it holds an answer back and clears the pad or
+adds a stroke while it is on its way, and that answer never lands; it confirms an unregister,
 and it opens the page while TorchServe is down, starts it and draws without a reload.
 
 The time from the end of a stroke to the answer on the page is measured inside the page
@@ -17,8 +18,10 @@ import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -188,9 +191,9 @@ def test_the_heat_map_shows_what_drove_the_answer(page):
 
 
 def test_a_correction_typed_longer_than_one_character_is_refused_whole(page, latencies):
-    # A drawing to correct (over whatever the pad holds), its answer awaited: an answer still on
-    # its way would land after the next test's Clear.
-    draw_and_time(page, "1", latencies)
+    # A drawing to correct (a 7 over the pad's 1: another drawing, so it is answered), its answer
+    # awaited.
+    draw_and_time(page, "7", latencies)
     # Typed key by key, as a person types: a box that kept only the first key saved "h" for "hello".
     page.locator("#correct-label textarea").press_sequentially("hello")
     page.locator("#save-correction").click()
@@ -227,6 +230,112 @@ def test_another_top_k_redoes_the_answer_and_a_new_stroke_drops_the_heat_map(pag
     # cannot land on a later test's pad.
     draw_and_time(page, "1", latencies)
     expect(page.locator("#heat img")).to_have_count(0)
+
+
+class HeldAnswer:
+    """Holds the app's next call to TorchServe's inference API back until :meth:`let_go`: an
+    answer still on its way when the user acts again, on demand (the app runs in this process,
+    :func:`tests.conftest.gradio_app`; the call itself is the real one, made late)."""
+
+    def __init__(self, predict: Callable[..., Any]):
+        self.predict = predict
+        self.armed = False
+        self.taken, self.released, self.returned = threading.Event(), threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+
+    def hold_next(self) -> None:
+        with self.lock:
+            self.armed = True
+            for event in (self.taken, self.released, self.returned):
+                event.clear()
+
+    def wait_until_held(self) -> bool:
+        """Whether a call is being held (waits for one up to the test's timeout)."""
+        return self.taken.wait(TIMEOUT_MS / 1000)
+
+    def let_go(self) -> None:
+        """Let the held call go to TorchServe; wait until it has returned to the app."""
+        self.released.set()
+        if self.taken.is_set():
+            self.returned.wait(TIMEOUT_MS / 1000)
+
+    def __call__(self, client: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            held, self.armed = self.armed, False
+        if not held:
+            return self.predict(client, *args, **kwargs)
+        self.taken.set()
+        try:
+            self.released.wait(TIMEOUT_MS / 1000)
+            return self.predict(client, *args, **kwargs)
+        finally:
+            self.returned.set()
+
+
+@pytest.fixture
+def held_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldAnswer]:
+    from client.api import TorchServeClient
+
+    held = HeldAnswer(TorchServeClient.predict)
+    monkeypatch.setattr(TorchServeClient, "predict", lambda client, *args, **kwargs: held(client, *args, **kwargs))
+    yield held
+    held.let_go()  # never left waiting, nor landing on a later test's page
+
+
+def redo_with_top_k(page: Page, top_k: int) -> None:
+    """Type another top k into its box: the app redoes the answer (Recognizer.recognize_again)."""
+    box = page.locator("input[type=number]").first
+    box.fill(str(top_k))
+    box.press("Enter")
+
+
+def test_an_answer_on_its_way_when_the_pad_is_cleared_never_lands(page, latencies, held_answer):
+    page.get_by_role("button", name="Clear canvas").click()
+    expect(page.locator(ANSWER)).to_have_text("")
+    draw_and_time(page, "7", latencies)
+    held_answer.hold_next()
+    redo_with_top_k(page, 3)  # the 7's answer again, held back
+    assert held_answer.wait_until_held()
+    page.get_by_role("button", name="Clear canvas").click()
+    expect(page.locator(ANSWER)).to_have_text("")
+    held_answer.let_go()  # TorchServe answers for the cleared 7 now
+    page.wait_for_timeout(1500)
+    expect(page.locator(ANSWER)).to_have_text("")
+    assert ranking_rows(page) == 0
+
+
+def test_an_answer_on_its_way_when_a_stroke_is_added_never_replaces_the_new_drawings(page, latencies, held_answer):
+    page.get_by_role("button", name="Clear canvas").click()
+    expect(page.locator(ANSWER)).to_have_text("")
+    draw_and_time(page, "1", latencies)  # not the 7 the last test cleared: the very same pixels get no new answer
+    held_answer.hold_next()
+    redo_with_top_k(page, 4)  # the 1's answer again, held back
+    assert held_answer.wait_until_held()
+    before = shown_answer(page)
+    draw(page, "7")  # over the 1: another drawing, answered live
+    shown = settled_answer(page)
+    assert shown != before
+    held_answer.let_go()  # the held answer, for the 1 alone, would say TorchServe took over a second
+    page.wait_for_timeout(1500)
+    assert shown_answer(page) == shown
+
+
+def shown_answer(page: Page) -> tuple[str, str]:
+    """The answer and the status line (which says how long TorchServe took) on the page."""
+    return page.locator(ANSWER).inner_text(), page.locator("#status").inner_text()
+
+
+def settled_answer(page: Page, quiet_ms: int = 1000) -> tuple[str, str]:
+    """:func:`shown_answer` once it has not changed for ``quiet_ms`` (a stroke may bring more
+    than one answer: the last one is the drawing's)."""
+    shown, still_ms = shown_answer(page), 0
+    for _ in range(TIMEOUT_MS // 250):
+        page.wait_for_timeout(250)
+        now = shown_answer(page)
+        shown, still_ms = now, (still_ms + 250 if now == shown else 0)
+        if still_ms >= quiet_ms and "processing" not in now[0]:
+            return shown
+    raise AssertionError(f"the answer kept changing for {TIMEOUT_MS} ms: {shown}")
 
 
 def test_an_upload_that_is_not_an_image_gets_a_sentence(page, tmp_path):
