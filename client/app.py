@@ -168,11 +168,14 @@ class Recognizer:
     ) -> tuple | dict:
         """The answer (a sentence: the label, or that the drawing is not a character), ranking,
         calibrated confidence, glyph seen, status line and the picker (updated when it was
-        empty) for one image. ``live``: an empty pad (just cleared) clears the answer without
-        an error. Nothing (``gr.skip()``) when another answer for ``request``'s page started,
-        or the pad was cleared, while this one was on its way (:mod:`client.turns`)."""
+        empty) for one image. ``live`` (a stroke's answer, or one redone for another version or
+        top k): an empty pad (just cleared) clears the answer without an error, and the answer
+        takes a turn of ``request``'s page; an asked one (a button, the app's API) takes none, so
+        that calls of a script never drop each other. Either way nothing (``gr.skip()``) when a
+        turn was taken (a live answer started, or the pad was cleared) while this one was on its
+        way (:mod:`client.turns`)."""
         page = session(request)
-        turn = self.turns.take(page)
+        turn = self.turns.take(page) if live else self.turns.current(page)
         answered = self._answer(to_bytes, value, choice, top_k, live)
         return answered if self.turns.is_latest(page, turn) else gr.skip()
 
@@ -235,9 +238,10 @@ class Recognizer:
             drawn = not is_blank(sketch_image(sketch))
         except NoDrawingError:
             drawn = False
-        if drawn or not path:  # the same drawing, answered again: no repeat to drop here
+        # Live answers (a turn taken), not repeats to drop: the same drawing or image, answered again.
+        if drawn or not path:
             return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, request=request)
-        return self.recognize_upload(path, choice, top_k, request)
+        return self.recognize(upload_bytes, path, choice, top_k, live=True, request=request)
 
     def clear(self, request: gr.Request | None = None) -> tuple:
         """Empty answer, ranking, confidence, glyph, status, heat map and wait (the pad or the

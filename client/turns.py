@@ -4,11 +4,13 @@ The app's callbacks for one page run concurrently (a stroke's live answer, a cli
 a Clear are separate Gradio events), so an answer that was on its way when the drawing changed
 could land after the new drawing's answer, or on a cleared pad: a silent wrong answer. Gradio's
 ``cancels`` does not help here: a call already running is allowed to finish and its outputs are
-shown. So each page (Gradio's ``session_hash``) counts **turns**: every call that will answer for
-the drawing takes one when it starts (:meth:`Turns.take`), and so does Clear; a call whose turn
-is no longer the latest when it ends (:meth:`Turns.is_latest`) answers nothing (``gr.skip()``).
-A call that only describes the current answer (the heat map) takes no turn but notes the one it
-started in (:meth:`Turns.current`), and is dropped likewise.
+shown. So each page (Gradio's ``session_hash``) counts **turns**: a live answer (a stroke's, or
+one redone for another version or top k) takes one when it starts (:meth:`Turns.take`), and so
+does Clear; a call whose turn is no longer the latest when it ends (:meth:`Turns.is_latest`)
+answers nothing (``gr.skip()``). An asked call (a button: an answer, an upload's, the heat map;
+also the app's API, whose calls from one script share a session) takes no turn but notes the one
+it started in (:meth:`Turns.current`): it is dropped when the drawing changed while it ran, and
+never drops another.
 
 Gradio's Sketchpad also reports some strokes twice, the second time up to seconds later (seen
 with long strokes), with the same drawing: after a Clear, that repeat would bring the cleared

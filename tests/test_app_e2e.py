@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # gradio_client must not look for Hugging Face
@@ -239,6 +240,23 @@ def test_a_stroke_reported_again_after_a_clear_does_not_bring_the_answer_back(to
     assert ranking.value["label"] == "1"
     _, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, gr.Request(session_hash="another page"))
     assert ranking.value["label"] == "7"
+
+
+def test_an_asked_answer_is_dropped_when_the_pad_is_cleared_meanwhile_and_never_drops_another(torchserve):
+    callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
+    predict = callbacks.client.predict
+
+    def cleared_meanwhile(*args, **kwargs):
+        callbacks.clear(page)  # the user clicks Clear while the answer is on its way
+        return predict(*args, **kwargs)
+
+    callbacks.client.predict = cleared_meanwhile
+    assert callbacks.recognize_drawing(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()
+    callbacks.client.predict = predict
+    # A script's calls share one session: asked answers take no turn, so all of them are answered.
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda char: callbacks.recognize_drawing(sketch_dict(char), "digits/1.0", 3, page), "17171717"))
+    assert [ranking.value["label"] for _, ranking, *_ in answers] == list("17171717")
 
 
 def test_a_rotated_key_is_re_read_from_the_key_file(torchserve):
