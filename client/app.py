@@ -53,6 +53,7 @@ from client.catalog import (
     version_choices,
 )
 from client.feedback import count_corrections, save_correction
+from client.generations import Generations
 from client.messages import EXPLAINED, explain
 from client.sketch import (
     NoDrawingError,
@@ -65,7 +66,6 @@ from client.sketch import (
     sketch_to_png,
     upload_bytes,
 )
-from client.turns import Turns
 
 # The 28x28 glyph, shown four times larger as crisp pixels.
 CSS = "#seen img { image-rendering: pixelated; object-fit: contain; width: 112px; height: 112px; }"
@@ -82,17 +82,31 @@ PEN_READY_JS = """(...args) => {
     if (waiting && tries > 0) setTimeout(() => ready(tries - 1), 100);
   };
   ready(50);
-  if (!window.recognizerTimed) {  // a stroke ends: the wait for its answer starts
+  if (!window.recognizerTimed) {  // a stroke ends: the wait for its answer starts, and a new drawing
     window.recognizerTimed = true;
+    window.padGeneration = window.padGeneration || 0;
     document.addEventListener("pointerup", (event) => {
-      if (event.target.closest?.("#pad canvas")) window.recognizerAsked = performance.now();
+      if (event.target.closest?.("#pad canvas")) {
+        window.recognizerAsked = window.padStrokeAt = performance.now();
+        window.padGeneration += 1;
+      }
     }, true);
   }
   return args;
 }"""
+# The drawing's generation (client.generations): each stroke (above) and each Clear starts a new
+# one, and every event that answers or clears sends, as its last input, the one it was asked in.
+STAMP = "args[args.length - 1] = window.padGeneration || 0;"
+STAMP_JS = f"(...args) => {{ {STAMP} return args; }}"
+CLEAR_JS = "(...args) => { window.padGeneration = (window.padGeneration || 0) + 1; " + STAMP + " return args; }"
+PAD_CLEAR_JS = "(...args) => { window.padClearedAt = performance.now(); return (" + CLEAR_JS + ")(...args); }"
+# A live answer: Gradio's Sketchpad may report a stroke up to a second late, after a Clear that
+# followed it; the pad is empty then, whatever drawing the late report holds.
+LIVE_JS = ("(...args) => { if ((window.padClearedAt ?? -1) > (window.padStrokeAt ?? 0)) args[0] = null; "
+           + STAMP + " return args; }")
 # What a person waits, measured where they wait: from the stroke's end (the pointerup above) or
 # the click to the answer on the page, in the browser; the server's share is in the status line.
-ASKED_JS = "(...args) => { window.recognizerAsked = performance.now(); return args; }"
+ASKED_JS = "(...args) => { window.recognizerAsked = performance.now(); " + STAMP + " return args; }"
 WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recognizerAsked)} ms` : ''"
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
@@ -142,7 +156,7 @@ class Recognizer:
     def __init__(self, settings: AppSettings):
         self.settings = settings
         self.client = TorchServeClient(settings.endpoints)
-        self.turns = Turns()  # which page's answers are still wanted (client.turns)
+        self.generations = Generations()  # which drawing each page shows now (client.generations)
 
     def failure(self, error: Exception) -> str:
         """The status line for an error: what went wrong and what to do (client.messages)."""
@@ -164,20 +178,17 @@ class Recognizer:
 
     def recognize(
         self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool = False,
-        request: gr.Request | None = None,
+        generation: float = 0, request: gr.Request | None = None,
     ) -> tuple | dict:
         """The answer (a sentence: the label, or that the drawing is not a character), ranking,
         calibrated confidence, glyph seen, status line and the picker (updated when it was
-        empty) for one image. ``live`` (a stroke's answer, or one redone for another version or
-        top k): an empty pad (just cleared) clears the answer without an error, and the answer
-        takes a turn of ``request``'s page; an asked one (a button, the app's API) takes none, so
-        that calls of a script never drop each other. Either way nothing (``gr.skip()``) when a
-        turn was taken (a live answer started, or the pad was cleared) while this one was on its
-        way (:mod:`client.turns`)."""
-        page = session(request)
-        turn = self.turns.take(page) if live else self.turns.current(page)
+        empty) for one image. ``live``: an empty pad (just cleared) clears the answer without
+        an error. Nothing (``gr.skip()``) when ``request``'s page sent a newer drawing
+        ``generation`` (a stroke, a Clear) while this one was on its way (:mod:`client.generations`)."""
+        page, generation = session(request), int(generation or 0)
+        self.generations.see(page, generation)
         answered = self._answer(to_bytes, value, choice, top_k, live)
-        return answered if self.turns.is_latest(page, turn) else gr.skip()
+        return answered if self.generations.is_current(page, generation) else gr.skip()
 
     def _answer(
         self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool
@@ -206,30 +217,26 @@ class Recognizer:
         return answer_text(result), ranking, confidence, seen, status, picker
 
     def recognize_drawing(
-        self, sketch: dict | None, choice: str | None, top_k: float, request: gr.Request | None = None
+        self, sketch: dict | None, choice: str | None, top_k: float, generation: float = 0,
+        request: gr.Request | None = None,
     ) -> tuple | dict:
-        return self.recognize(sketch_to_png, sketch, choice, top_k, request=request)
+        return self.recognize(sketch_to_png, sketch, choice, top_k, generation=generation, request=request)
 
     def recognize_live(
-        self, sketch: dict | None, choice: str | None, top_k: float, request: gr.Request | None = None
+        self, sketch: dict | None, choice: str | None, top_k: float, generation: float = 0,
+        request: gr.Request | None = None,
     ) -> tuple | dict:
-        """:meth:`recognize_drawing` on each finished stroke (quiet about an empty pad); nothing
-        (``gr.skip()``) for the drawing the page's previous live call had (:meth:`Turns.repeats`)."""
-        try:
-            png = sketch_to_png(sketch)
-        except EXPLAINED:  # an empty pad, ...: recognize says so (or, for an empty pad, nothing)
-            return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, request=request)
-        if self.turns.repeats(session(request), png):
-            return gr.skip()
-        return self.recognize(bytes, png, choice, top_k, live=True, request=request)
+        """:meth:`recognize_drawing` on each finished stroke (quiet about an empty pad)."""
+        return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, generation=generation, request=request)
 
     def recognize_upload(
-        self, path: str | None, choice: str | None, top_k: float, request: gr.Request | None = None
+        self, path: str | None, choice: str | None, top_k: float, generation: float = 0,
+        request: gr.Request | None = None,
     ) -> tuple | dict:
-        return self.recognize(upload_bytes, path, choice, top_k, request=request)
+        return self.recognize(upload_bytes, path, choice, top_k, generation=generation, request=request)
 
     def recognize_again(
-        self, sketch: dict | None, path: str | None, choice: str | None, top_k: float,
+        self, sketch: dict | None, path: str | None, choice: str | None, top_k: float, generation: float = 0,
         request: gr.Request | None = None,
     ) -> tuple | dict:
         """The answer redone after the model version or top k changed: for the drawing on the
@@ -238,26 +245,30 @@ class Recognizer:
             drawn = not is_blank(sketch_image(sketch))
         except NoDrawingError:
             drawn = False
-        # Live answers (a turn taken), not repeats to drop: the same drawing or image, answered again.
         if drawn or not path:
-            return self.recognize(sketch_to_png, sketch, choice, top_k, live=True, request=request)
-        return self.recognize(upload_bytes, path, choice, top_k, live=True, request=request)
+            return self.recognize_live(sketch, choice, top_k, generation, request)
+        return self.recognize_upload(path, choice, top_k, generation, request)
 
-    def clear(self, request: gr.Request | None = None) -> tuple:
+    def clear(self, generation: float = 0, request: gr.Request | None = None) -> tuple:
         """Empty answer, ranking, confidence, glyph, status, heat map and wait (the pad or the
-        upload was cleared): an answer still on its way for ``request``'s page is dropped."""
-        self.turns.take(session(request))
+        upload was cleared, starting drawing ``generation``): an answer still on its way for
+        ``request``'s page is dropped."""
+        self.generations.see(session(request), int(generation or 0))
         return *self.cleared(), "", None, ""
 
+    def stroke(self, generation: float = 0, request: gr.Request | None = None) -> None:
+        """A stroke started drawing ``generation``: an answer still on its way is dropped."""
+        self.generations.see(session(request), int(generation or 0))
+
     def explain_drawing(
-        self, sketch: dict | None, choice: str | None, request: gr.Request | None = None
+        self, sketch: dict | None, choice: str | None, generation: float = 0, request: gr.Request | None = None
     ) -> tuple | dict:
         """The drawing with a heat map of what drove the answer (:mod:`handler.explain`) and a
         status line; nothing (``gr.skip()``) when the drawing changed while it was computed."""
-        page = session(request)
-        turn = self.turns.current(page)
+        page, generation = session(request), int(generation or 0)
+        self.generations.see(page, generation)
         explained = self._explain(sketch, choice)
-        return explained if self.turns.is_latest(page, turn) else gr.skip()
+        return explained if self.generations.is_current(page, generation) else gr.skip()
 
     def _explain(self, sketch: dict | None, choice: str | None) -> tuple:
         try:
@@ -537,35 +548,44 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             models_status = gr.Markdown(elem_id="models-status")
 
         results = [answer, ranking, confidence, seen, status, picker]
+        # The drawing's generation, which the page's events send (client.generations; set by the
+        # events' js, never shown; the app's API leaves it at 0).
+        generation = gr.Number(value=0, precision=0, visible=False)
         draw_button.click(
-            recognizer.recognize_drawing, [pad, picker, top_k], results, api_name="recognize_drawing", js=ASKED_JS,
+            recognizer.recognize_drawing, [pad, picker, top_k, generation], results, api_name="recognize_drawing",
+            js=ASKED_JS,
         ).then(None, answer, waited, js=WAITED_JS)
         # Live: each finished stroke changes the pad; "always_last" drops the drawings a newer
         # one has replaced while a call was running, so the latest drawing wins. Across events
-        # (a stroke, a click, another top k, Clear), only the latest answer is shown (client.turns).
+        # (a stroke, a click, another top k, Clear), only the answers for the drawing on the pad
+        # are shown (client.generations).
         pad.change(
-            recognizer.recognize_live, [pad, picker, top_k], results, api_visibility="private",
-            trigger_mode="always_last", show_progress="hidden",
+            recognizer.recognize_live, [pad, picker, top_k, generation], results, api_visibility="private",
+            trigger_mode="always_last", show_progress="hidden", js=LIVE_JS,
         ).then(None, answer, waited, js=WAITED_JS)
+        pad.input(recognizer.stroke, generation, None, api_visibility="private", show_progress="hidden", js=STAMP_JS)
         # A new stroke makes the heat map and a correction's status about another drawing.
         if manages:
             pad.input(lambda: (None, ""), None, [heat, correction_status], api_visibility="private", show_progress="hidden")
         else:
             pad.input(lambda: None, None, heat, api_visibility="private", show_progress="hidden")
         upload_button.click(
-            recognizer.recognize_upload, [upload, picker, top_k], results, api_name="recognize_upload", js=ASKED_JS,
+            recognizer.recognize_upload, [upload, picker, top_k, generation], results, api_name="recognize_upload",
+            js=ASKED_JS,
         ).then(None, answer, waited, js=WAITED_JS)
-        explain_button.click(recognizer.explain_drawing, [pad, picker], [heat, status], api_name="explain")
+        explain_button.click(
+            recognizer.explain_drawing, [pad, picker, generation], [heat, status], api_name="explain", js=STAMP_JS,
+        )
         # Another version or top k: the answer is redone, and the heat map, which explained the
         # previous answer, goes (as after a new stroke).
         for changed in (picker.input, top_k.input):  # the user changed it (not a blur, not the app)
             changed(
-                recognizer.recognize_again, [pad, upload, picker, top_k], results, api_visibility="private",
-                trigger_mode="always_last", show_progress="hidden",
+                recognizer.recognize_again, [pad, upload, picker, top_k, generation], results,
+                api_visibility="private", trigger_mode="always_last", show_progress="hidden", js=LIVE_JS,
             ).then(lambda: None, None, heat, api_visibility="private")
-        for source in (pad, upload):
-            source.clear(recognizer.clear, None, [answer, ranking, confidence, seen, status, heat, waited],
-                         api_visibility="private")
+        for source, clear_js in ((pad, PAD_CLEAR_JS), (upload, CLEAR_JS)):
+            source.clear(recognizer.clear, generation, [answer, ranking, confidence, seen, status, heat, waited],
+                         api_visibility="private", js=clear_js)
         for sketchpad in (pad, text_pad):
             sketchpad.clear(None, None, None, js=PEN_READY_JS)
         text_tab.select(None, None, None, js=PEN_READY_JS)  # its pad is drawn when the tab is first shown

@@ -224,38 +224,32 @@ def test_an_empty_picker_is_filled_from_the_server_when_a_drawing_comes(torchser
     assert picker.value == "digits/1.0" and ("digits 1.0 (default)", "digits/1.0") in picker.choices
 
 
-def test_a_stroke_reported_again_after_a_clear_does_not_bring_the_answer_back(torchserve):
-    """Gradio's Sketchpad reports some strokes twice, the second time up to seconds later: after a
-    Clear, that second report holds the cleared drawing. Another top k redoes the answer still."""
+def test_an_answer_asked_before_a_clear_or_a_stroke_that_reached_the_server_first_is_dropped(torchserve):
+    """The page sends each answer's drawing generation (client.generations); another top k redoes
+    the answer for the drawing on the pad, and a script's calls (generation 0) are all answered."""
     callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
-    answer, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page)
+    _, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, 1, page)
     assert ranking.value["label"] == "7"
-    assert callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()  # shown already
-    answer, *_ = callbacks.clear(page)
+    answer, *_ = callbacks.clear(2, page)
     assert answer == ""
-    assert callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()  # the pad is empty
-    _, ranking, *_ = callbacks.recognize_again(sketch_dict("7"), None, "digits/1.0", 4, page)
-    assert len(ranking.value["confidences"]) == 4
-    _, ranking, *_ = callbacks.recognize_live(sketch_dict("1"), "digits/1.0", 3, page)  # a new drawing
+    for asked in (callbacks.recognize_live, callbacks.recognize_drawing):  # sent before the Clear, arriving after
+        assert asked(sketch_dict("7"), "digits/1.0", 3, 1, page) == gr.skip()
+    assert callbacks.explain_drawing(sketch_dict("7"), "digits/1.0", 1, page) == gr.skip()
+    _, ranking, *_ = callbacks.recognize_live(sketch_dict("1"), "digits/1.0", 3, 3, page)  # a stroke after it
     assert ranking.value["label"] == "1"
-    _, ranking, *_ = callbacks.recognize_live(sketch_dict("7"), "digits/1.0", 3, gr.Request(session_hash="another page"))
-    assert ranking.value["label"] == "7"
-
-
-def test_an_asked_answer_is_dropped_when_the_pad_is_cleared_meanwhile_and_never_drops_another(torchserve):
-    callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
+    _, ranking, *_ = callbacks.recognize_again(sketch_dict("1"), None, "digits/1.0", 4, 3, page)
+    assert len(ranking.value["confidences"]) == 4
     predict = callbacks.client.predict
 
-    def cleared_meanwhile(*args, **kwargs):
-        callbacks.clear(page)  # the user clicks Clear while the answer is on its way
+    def stroke_meanwhile(*args, **kwargs):
+        callbacks.stroke(4, page)  # the user draws while the answer is on its way
         return predict(*args, **kwargs)
 
-    callbacks.client.predict = cleared_meanwhile
-    assert callbacks.recognize_drawing(sketch_dict("7"), "digits/1.0", 3, page) == gr.skip()
+    callbacks.client.predict = stroke_meanwhile
+    assert callbacks.recognize_drawing(sketch_dict("1"), "digits/1.0", 3, 3, page) == gr.skip()
     callbacks.client.predict = predict
-    # A script's calls share one session: asked answers take no turn, so all of them are answered.
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda char: callbacks.recognize_drawing(sketch_dict(char), "digits/1.0", 3, page), "17171717"))
+    with ThreadPoolExecutor(4) as pool:  # a script's calls share one session, at generation 0
+        answers = list(pool.map(lambda char: callbacks.recognize_drawing(sketch_dict(char), "digits/1.0", 3), "17171717"))
     assert [ranking.value["label"] for _, ranking, *_ in answers] == list("17171717")
 
 
