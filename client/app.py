@@ -84,29 +84,52 @@ PEN_READY_JS = """(...args) => {
   ready(50);
   if (!window.recognizerTimed) {  // a stroke ends: the wait for its answer starts, and a new drawing
     window.recognizerTimed = true;
-    window.padGeneration = window.padGeneration || 0;
+    window.padGeneration = window.padGeneration ?? 0;
+    window.askedGeneration = {};
     document.addEventListener("pointerup", (event) => {
       if (event.target.closest?.("#pad canvas")) {
         window.recognizerAsked = window.padStrokeAt = performance.now();
-        window.padGeneration += 1;
+        window.strokeGeneration = window.padGeneration += 1;
       }
+    }, true);
+    document.addEventListener("click", (event) => {  // a button asks about the drawing of this moment
+      const button = event.target.closest?.("#recognize-drawing, #recognize-upload, #explain");
+      if (button) window.askedGeneration[button.id] = window.padGeneration;
     }, true);
   }
   return args;
 }"""
-# The drawing's generation (client.generations): each stroke (above) and each Clear starts a new
-# one, and every event that answers or clears sends, as its last input, the one it was asked in.
-STAMP = "args[args.length - 1] = window.padGeneration || 0;"
-STAMP_JS = f"(...args) => {{ {STAMP} return args; }}"
-CLEAR_JS = "(...args) => { window.padGeneration = (window.padGeneration || 0) + 1; " + STAMP + " return args; }"
-PAD_CLEAR_JS = "(...args) => { window.padClearedAt = performance.now(); return (" + CLEAR_JS + ")(...args); }"
-# A live answer: Gradio's Sketchpad may report a stroke up to a second late, after a Clear that
-# followed it; the pad is empty then, whatever drawing the late report holds.
-LIVE_JS = ("(...args) => { if ((window.padClearedAt ?? -1) > (window.padStrokeAt ?? 0)) args[0] = null; "
-           + STAMP + " return args; }")
+
+
+# The drawing's generation (client.generations): each stroke (above), each Clear and each change of
+# version or top k starts a new one, and every event that answers or clears sends, as its last
+# input, the one the user acted in. Gradio runs an event's js when it sends the event, which for an
+# event that reads the pad is after the pad's image is uploaded, up to seconds after the stroke or
+# click (measured in a browser): so the stamps are taken when the user acted, not when the js runs.
+def stamped_js(generation: str, before: str = "") -> str:
+    """An event's js: ``before``, then its last input set to ``generation`` (a JS expression)."""
+    return f"(...args) => {{ {before} args[args.length - 1] = {generation} ?? 0; return args; }}"
+
+
+NEW_GENERATION = "window.padGeneration = (window.padGeneration ?? 0) + 1;"
+# The pad was cleared after its last stroke: empty, whatever drawing a late report of it holds.
+CLEARED_SINCE_STROKE = "if ((window.padClearedAt ?? -1) > (window.padStrokeAt ?? 0)) args[0] = null;"
+CLEAR_JS = stamped_js("window.padGeneration", NEW_GENERATION)
+PAD_CLEAR_JS = stamped_js("window.padGeneration", "window.padClearedAt = performance.now(); " + NEW_GENERATION)
+STROKE_JS = stamped_js("window.strokeGeneration")
+LIVE_JS = stamped_js("window.strokeGeneration", CLEARED_SINCE_STROKE)
+AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {NEW_GENERATION}")
+EXPLAIN_JS = stamped_js('window.askedGeneration?.["explain"]')
+
+
+def asked_js(button: str) -> str:
+    """A button's js: what a person waits is measured from now (:data:`WAITED_JS`); the stamp is
+    the generation of the click on ``button`` (its element id)."""
+    return stamped_js(f'window.askedGeneration?.["{button}"]', "window.recognizerAsked = performance.now();")
+
+
 # What a person waits, measured where they wait: from the stroke's end (the pointerup above) or
 # the click to the answer on the page, in the browser; the server's share is in the status line.
-ASKED_JS = "(...args) => { window.recognizerAsked = performance.now(); " + STAMP + " return args; }"
 WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recognizerAsked)} ms` : ''"
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
@@ -553,7 +576,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
         generation = gr.Number(value=0, precision=0, visible=False)
         draw_button.click(
             recognizer.recognize_drawing, [pad, picker, top_k, generation], results, api_name="recognize_drawing",
-            js=ASKED_JS,
+            js=asked_js("recognize-drawing"),
         ).then(None, answer, waited, js=WAITED_JS)
         # Live: each finished stroke changes the pad; "always_last" drops the drawings a newer
         # one has replaced while a call was running, so the latest drawing wins. Across events
@@ -563,7 +586,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             recognizer.recognize_live, [pad, picker, top_k, generation], results, api_visibility="private",
             trigger_mode="always_last", show_progress="hidden", js=LIVE_JS,
         ).then(None, answer, waited, js=WAITED_JS)
-        pad.input(recognizer.stroke, generation, None, api_visibility="private", show_progress="hidden", js=STAMP_JS)
+        pad.input(recognizer.stroke, generation, None, api_visibility="private", show_progress="hidden", js=STROKE_JS)
         # A new stroke makes the heat map and a correction's status about another drawing.
         if manages:
             pad.input(lambda: (None, ""), None, [heat, correction_status], api_visibility="private", show_progress="hidden")
@@ -571,17 +594,17 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             pad.input(lambda: None, None, heat, api_visibility="private", show_progress="hidden")
         upload_button.click(
             recognizer.recognize_upload, [upload, picker, top_k, generation], results, api_name="recognize_upload",
-            js=ASKED_JS,
+            js=asked_js("recognize-upload"),
         ).then(None, answer, waited, js=WAITED_JS)
         explain_button.click(
-            recognizer.explain_drawing, [pad, picker, generation], [heat, status], api_name="explain", js=STAMP_JS,
+            recognizer.explain_drawing, [pad, picker, generation], [heat, status], api_name="explain", js=EXPLAIN_JS,
         )
         # Another version or top k: the answer is redone, and the heat map, which explained the
         # previous answer, goes (as after a new stroke).
         for changed in (picker.input, top_k.input):  # the user changed it (not a blur, not the app)
             changed(
                 recognizer.recognize_again, [pad, upload, picker, top_k, generation], results,
-                api_visibility="private", trigger_mode="always_last", show_progress="hidden", js=LIVE_JS,
+                api_visibility="private", trigger_mode="always_last", show_progress="hidden", js=AGAIN_JS,
             ).then(lambda: None, None, heat, api_visibility="private")
         for source, clear_js in ((pad, PAD_CLEAR_JS), (upload, CLEAR_JS)):
             source.clear(recognizer.clear, generation, [answer, ranking, confidence, seen, status, heat, waited],

@@ -8,8 +8,9 @@ it, on the empty pad or over the new drawing's answer: a silent wrong answer. Gr
 does not help: a call already running is allowed to finish and its outputs are shown.
 
 So the page counts **generations** of its drawing, in the browser, where the user's order is
-known: each stroke and each Clear starts a new one (``GENERATION_JS`` in :mod:`client.app`), and
-every event that answers, or clears, sends the generation it was asked in. The server keeps the
+known: each stroke, each Clear and each change of version or top k starts a new one (the events'
+js in :mod:`client.app`), and every event that answers, or clears, sends the generation the user
+acted in (of the stroke or the click, not of the moment Gradio sends it). The server keeps the
 newest generation each page (Gradio's ``session_hash``) has sent (:meth:`Generations.see`), and a
 call whose generation is older than that when it ends answers nothing (``gr.skip()``,
 :meth:`Generations.is_current`). Calls of the app's API send no generation (0): a script's calls,

@@ -3,8 +3,9 @@
 (no tool picked first), and reads the answers from the page: live after each stroke, after a
 Clear, for a blob, for an upload that is no image, with a heat map; it types a correction longer
 than one character and sees it refused whole; it holds an answer back and clears the pad or
-adds a stroke while it is on its way, and that answer never lands, nor does a stroke's answer
-that the pad reports after a Clear; it confirms an unregister,
+adds a stroke while it is on its way, and that answer never lands; it holds the pad's upload
+back and clears (after a stroke, after the Recognize button) or changes top k meanwhile, and the
+late answer never lands either; it confirms an unregister,
 and it opens the page while TorchServe is down, starts it and draws without a reload.
 
 The time from the end of a stroke to the answer on the page is measured inside the page
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +56,7 @@ STROKES = {
 # software (no GPU), up to ~0.5 s each on a busy 2-core machine, so a few are enough.
 MOVES_PER_SEGMENT = 4
 ANSWER = "#answer"
+UPLOADS = "**/gradio_api/upload**"  # where the page uploads the pad's image before an event reads it
 # Records, in the page's clock, when a stroke ends on the pad and when the answer's text next
 # changes to an answer (the label with "sure", or the "does not look like" notice).
 WATCH_JS = """() => {
@@ -320,33 +323,68 @@ def test_an_answer_on_its_way_when_a_stroke_is_added_never_replaces_the_new_draw
     assert shown_answer(page) == shown
 
 
-def test_a_strokes_answer_the_pad_reports_after_a_clear_never_lands(page, latencies):
-    """Gradio's Sketchpad uploads its image before the stroke's change event goes out (up to a
-    second on a busy machine): a Clear in between came first, and the late report, which holds
-    the cleared drawing, brought its answer onto the empty pad. Here the upload is held back
-    until after the Clear."""
-    page.get_by_role("button", name="Clear canvas").click()
-    expect(page.locator(ANSWER)).to_have_text("")
+@contextmanager
+def uploads_held(page: Page) -> Iterator[list[Route]]:
+    """The page's uploads to the app held back until the block ends (then sent, in order): Gradio
+    uploads the pad's image before it sends an event that reads the pad, up to a second on a busy
+    machine, and the user acts meanwhile. Yields the held uploads."""
     held: list[Route] = []
     holding = [True]
-    page.route("**/gradio_api/upload**", lambda route: held.append(route) if holding[0] else route.continue_())
+    page.route(UPLOADS, lambda route: held.append(route) if holding[0] else route.continue_())
     try:
-        draw(page, "7")
-        for _ in range(TIMEOUT_MS // 100):
-            if held:
-                break
-            page.wait_for_timeout(100)
-        assert held, "the pad uploaded nothing after the stroke"
-        page.get_by_role("button", name="Clear canvas").click()
-        expect(page.locator(ANSWER)).to_have_text("")
+        yield held
     finally:
         holding[0] = False
         for route in held:
             route.continue_()
+        page.unroute(UPLOADS)
+
+
+def wait_for_upload(page: Page, held: list[Route]) -> None:
+    for _ in range(TIMEOUT_MS // 100):
+        if held:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("the page uploaded nothing")
+
+
+def clear_while_the_upload_is_held(page: Page, act: Callable[[], None]) -> None:
+    """``act`` (a stroke, a click) with the page's upload held back, then Clear, then the upload
+    goes; the page is given 2 s for a late answer to land."""
+    with uploads_held(page) as held:
+        act()
+        wait_for_upload(page, held)
+        page.get_by_role("button", name="Clear canvas").click()
+        expect(page.locator(ANSWER)).to_have_text("")
     page.wait_for_timeout(2000)
-    page.unroute("**/gradio_api/upload**")
+
+
+def test_a_strokes_answer_the_pad_reports_after_a_clear_never_lands(page, latencies):
+    """The stroke's report reaches the server after the Clear that followed it, holding the cleared
+    drawing: its answer used to land on the empty pad."""
+    page.get_by_role("button", name="Clear canvas").click()
+    expect(page.locator(ANSWER)).to_have_text("")
+    clear_while_the_upload_is_held(page, lambda: draw(page, "7"))
     expect(page.locator(ANSWER)).to_have_text("")
     assert ranking_rows(page) == 0
+
+
+def test_an_answer_asked_with_the_button_then_cleared_never_lands(page, latencies):
+    draw_and_time(page, "1", latencies)
+    clear_while_the_upload_is_held(page, page.locator("#recognize-drawing").click)
+    expect(page.locator(ANSWER)).to_have_text("")
+    expect(page.locator("#status")).to_have_text("")
+
+
+def test_a_strokes_late_answer_never_replaces_the_answer_for_a_top_k_chosen_after_it(page, latencies):
+    top_k = int(page.locator("input[type=number]").first.input_value()) % 5 + 1  # another one
+    with uploads_held(page) as held:
+        draw(page, "7")
+        wait_for_upload(page, held)
+        redo_with_top_k(page, top_k)  # the stroke's own answer, with the old top k, comes after
+    settled_answer(page)
+    assert ranking_rows(page) == top_k
+    assert page.locator(ANSWER).inner_text().startswith("7\n")
 
 
 def shown_answer(page: Page) -> tuple[str, str]:
