@@ -30,7 +30,7 @@ import psutil
 
 from benchmarks.loadgen import PERCENTILES, LoadResult, Target, run_load
 from benchmarks.profile import LoadProfile, SweepProfile
-from client.api import read_properties
+from client.api import TorchServeClient, read_properties
 from handler.archive import build_archive, model_config, run_archiver
 from handler.server import PORT_NAMES, TorchServe, free_ports
 
@@ -104,9 +104,8 @@ class BenchServer:
         """The processes that answer ``model``'s requests, by role: ``frontend`` (TorchServe's
         JVM, which every model shares) and ``workers`` (that model's), for
         :func:`benchmarks.loadgen.run_load` to measure their CPU."""
-        client = self.server.client()
-        pids = [worker["pid"] for version in client.describe(model, "all") for worker in version["workers"]]
-        return {"frontend": [psutil.Process(self.server.pid())], "workers": [psutil.Process(pid) for pid in pids]}
+        workers = [psutil.Process(pid) for pid in worker_pids(self.server.client(), model)]
+        return {"frontend": [psutil.Process(self.server.pid())], "workers": workers}
 
     def register_variant(self, model: str, name: str, config: dict[str, Any]) -> None:
         """Register ``model`` (or the baseline) packaged with ``config`` as the model ``name``."""
@@ -196,16 +195,16 @@ def measure_series(
     }
 
 
+def worker_pids(client: TorchServeClient, model: str) -> list[int]:
+    """The process ids of the workers of every version of ``model`` (management API's describe)."""
+    return [worker["pid"] for version in client.describe(model, "all") for worker in version["workers"]]
+
+
 def memory(server: TorchServe) -> dict[str, Any]:
     """RSS in MB of the JVM and of each worker (by model), and their total; with the JVM's heap
     cap from the run's configuration."""
     client = server.client()
-    owner = {
-        worker["pid"]: model["modelName"]
-        for model in client.models()
-        for version in client.describe(model["modelName"], "all")
-        for worker in version["workers"]
-    }
+    owner = {pid: model["modelName"] for model in client.models() for pid in worker_pids(client, model["modelName"])}
     jvm, workers, other = 0.0, {}, []
     jvm_pid = server.pid()
     for process in server.processes():

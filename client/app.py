@@ -208,10 +208,24 @@ class Recognizer:
         empty) for one image. ``live``: an empty pad (just cleared) clears the answer without
         an error. Nothing (``gr.skip()``) when ``request``'s page sent a newer drawing
         ``generation`` (a stroke, a Clear) while this one was on its way (:mod:`client.generations`)."""
+        return self._for_current_drawing(
+            generation, request, lambda: self._answer(to_bytes, value, choice, top_k, live)
+        )
+
+    def _seen(self, generation: float, request: gr.Request | None) -> tuple[str | None, int]:
+        """``request``'s page and the drawing ``generation`` it sent, noted (:meth:`Generations.see`)."""
         page, generation = session(request), int(generation or 0)
         self.generations.see(page, generation)
-        answered = self._answer(to_bytes, value, choice, top_k, live)
-        return answered if self.generations.is_current(page, generation) else gr.skip()
+        return page, generation
+
+    def _for_current_drawing(
+        self, generation: float, request: gr.Request | None, compute: Callable[[], tuple]
+    ) -> tuple | dict:
+        """``compute()``, or nothing (``gr.skip()``) when ``request``'s page sent a newer drawing
+        generation than ``generation`` while it ran."""
+        page, generation = self._seen(generation, request)
+        computed = compute()
+        return computed if self.generations.is_current(page, generation) else gr.skip()
 
     def _answer(
         self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool
@@ -276,22 +290,19 @@ class Recognizer:
         """Empty answer, ranking, confidence, glyph, status, heat map and wait (the pad or the
         upload was cleared, starting drawing ``generation``): an answer still on its way for
         ``request``'s page is dropped."""
-        self.generations.see(session(request), int(generation or 0))
+        self._seen(generation, request)
         return *self.cleared(), "", None, ""
 
     def stroke(self, generation: float = 0, request: gr.Request | None = None) -> None:
         """A stroke started drawing ``generation``: an answer still on its way is dropped."""
-        self.generations.see(session(request), int(generation or 0))
+        self._seen(generation, request)
 
     def explain_drawing(
         self, sketch: dict | None, choice: str | None, generation: float = 0, request: gr.Request | None = None
     ) -> tuple | dict:
         """The drawing with a heat map of what drove the answer (:mod:`handler.explain`) and a
         status line; nothing (``gr.skip()``) when the drawing changed while it was computed."""
-        page, generation = session(request), int(generation or 0)
-        self.generations.see(page, generation)
-        explained = self._explain(sketch, choice)
-        return explained if self.generations.is_current(page, generation) else gr.skip()
+        return self._for_current_drawing(generation, request, lambda: self._explain(sketch, choice))
 
     def _explain(self, sketch: dict | None, choice: str | None) -> tuple:
         try:

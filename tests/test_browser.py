@@ -292,13 +292,19 @@ def redo_with_top_k(page: Page, top_k: int) -> None:
     box.press("Enter")
 
 
-def test_an_answer_on_its_way_when_the_pad_is_cleared_never_lands(page, latencies, held_answer):
+def redo_held_back(page: Page, shape: str, top_k: int, held_answer: HeldAnswer, latencies: list[dict]) -> None:
+    """On a cleared pad, ``shape`` drawn and answered, then its answer redone for ``top_k`` and
+    held back in the app: on its way while the test acts."""
     page.get_by_role("button", name="Clear canvas").click()
     expect(page.locator(ANSWER)).to_have_text("")
-    draw_and_time(page, "7", latencies)
+    draw_and_time(page, shape, latencies)
     held_answer.hold_next()
-    redo_with_top_k(page, 3)  # the 7's answer again, held back
+    redo_with_top_k(page, top_k)
     assert held_answer.wait_until_held()
+
+
+def test_an_answer_on_its_way_when_the_pad_is_cleared_never_lands(page, latencies, held_answer):
+    redo_held_back(page, "7", 3, held_answer, latencies)
     page.get_by_role("button", name="Clear canvas").click()
     expect(page.locator(ANSWER)).to_have_text("")
     held_answer.let_go()  # TorchServe answers for the cleared 7 now
@@ -308,12 +314,7 @@ def test_an_answer_on_its_way_when_the_pad_is_cleared_never_lands(page, latencie
 
 
 def test_an_answer_on_its_way_when_a_stroke_is_added_never_replaces_the_new_drawings(page, latencies, held_answer):
-    page.get_by_role("button", name="Clear canvas").click()
-    expect(page.locator(ANSWER)).to_have_text("")
-    draw_and_time(page, "1", latencies)
-    held_answer.hold_next()
-    redo_with_top_k(page, 4)  # the 1's answer again, held back
-    assert held_answer.wait_until_held()
+    redo_held_back(page, "1", 4, held_answer, latencies)
     before = shown_answer(page)
     draw(page, "7")  # over the 1: another drawing, answered live
     shown = settled_answer(page)
