@@ -93,7 +93,7 @@ PEN_READY_JS = """(...args) => {
       }
     }, true);
     document.addEventListener("click", (event) => {  // a button asks about the drawing of this moment
-      const button = event.target.closest?.("#recognize-drawing, #recognize-upload, #explain");
+      const button = event.target.closest?.("#recognize-drawing, #recognize-upload, #explain, #save-correction");
       if (button) window.askedGeneration[button.id] = window.padGeneration;
     }, true);
   }
@@ -118,8 +118,12 @@ CLEAR_JS = stamped_js("window.padGeneration", NEW_GENERATION)
 PAD_CLEAR_JS = stamped_js("window.padGeneration", "window.padClearedAt = performance.now(); " + NEW_GENERATION)
 STROKE_JS = stamped_js("window.strokeGeneration")
 LIVE_JS = stamped_js("window.strokeGeneration", CLEARED_SINCE_STROKE)
-AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {NEW_GENERATION}")
+# Another version or top k redoes the answer for what the tab shown holds (Recognizer.recognize_again
+# takes the pad, then the file): the other tab's input is not sent.
+SHOWN_TAB_ONLY = 'if (document.getElementById("upload-tab")?.checkVisibility()) args[0] = null; else args[1] = null;'
+AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {SHOWN_TAB_ONLY} {NEW_GENERATION}")
 EXPLAIN_JS = stamped_js('window.askedGeneration?.["explain"]')
+CORRECTION_JS = stamped_js('window.askedGeneration?.["save-correction"]')
 
 
 def asked_js(button: str) -> str:
@@ -219,13 +223,18 @@ class Recognizer:
         return page, generation
 
     def _for_current_drawing(
-        self, generation: float, request: gr.Request | None, compute: Callable[[], tuple]
-    ) -> tuple | dict:
+        self, generation: float, request: gr.Request | None, compute: Callable[[], Any], shows: str | None = None
+    ) -> Any:
         """``compute()``, or nothing (``gr.skip()``) when ``request``'s page sent a newer drawing
-        generation than ``generation`` while it ran."""
+        generation than ``generation`` while it ran; ``shows``: the output it fills, noted as
+        showing ``generation`` (:meth:`Generations.show`: a stroke's late event spares it)."""
         page, generation = self._seen(generation, request)
         computed = compute()
-        return computed if self.generations.is_current(page, generation) else gr.skip()
+        if not self.generations.is_current(page, generation):
+            return gr.skip()
+        if shows:
+            self.generations.show(page, shows, generation)
+        return computed
 
     def _answer(
         self, to_bytes: Callable[[Any], bytes], value: Any, choice: str | None, top_k: float, live: bool
@@ -277,7 +286,9 @@ class Recognizer:
         request: gr.Request | None = None,
     ) -> tuple | dict:
         """The answer redone after the model version or top k changed: for the drawing on the
-        pad, else for the uploaded image; quiet when there is neither."""
+        pad, else for the uploaded image; quiet when there is neither. The page sends only the
+        input of the tab shown (the other one as ``None``: :data:`SHOWN_TAB_ONLY`), so on the
+        Upload tab the file's answer is redone even when the pad holds a drawing."""
         try:
             drawn = not is_blank(sketch_image(sketch))
         except NoDrawingError:
@@ -293,16 +304,24 @@ class Recognizer:
         self._seen(generation, request)
         return *self.cleared(), "", None, ""
 
-    def stroke(self, generation: float = 0, request: gr.Request | None = None) -> None:
-        """A stroke started drawing ``generation``: an answer still on its way is dropped."""
-        self._seen(generation, request)
+    def stroke(self, generation: float = 0, request: gr.Request | None = None) -> tuple | Any:
+        """A stroke started drawing ``generation``: an answer still on its way is dropped, and the
+        heat map and the correction's status (not in read-only mode: the heat map alone) go, as
+        they were about another drawing, unless they were asked for after the stroke (this event
+        can reach the server after such a click: :meth:`Generations.shows_older`)."""
+        page, generation = self._seen(generation, request)
+        cleared = tuple(
+            empty if self.generations.shows_older(page, output, generation) else gr.skip()
+            for output, empty in (("heat", None), ("correction", ""))[: 1 if self.settings.read_only else 2]
+        )
+        return cleared if len(cleared) > 1 else cleared[0]
 
     def explain_drawing(
         self, sketch: dict | None, choice: str | None, generation: float = 0, request: gr.Request | None = None
     ) -> tuple | dict:
         """The drawing with a heat map of what drove the answer (:mod:`handler.explain`) and a
         status line; nothing (``gr.skip()``) when the drawing changed while it was computed."""
-        return self._for_current_drawing(generation, request, lambda: self._explain(sketch, choice))
+        return self._for_current_drawing(generation, request, lambda: self._explain(sketch, choice), shows="heat")
 
     def _explain(self, sketch: dict | None, choice: str | None) -> tuple:
         try:
@@ -319,8 +338,16 @@ class Recognizer:
                   f"{explanation['milliseconds']:.0f} ms in the handler).")
         return shown, status
 
-    def save_correction(self, sketch: dict | None, label: str | None) -> str:
-        """Save the drawing as an example of ``label`` (:mod:`client.feedback`); a status line."""
+    def save_correction(
+        self, sketch: dict | None, label: str | None, generation: float = 0, request: gr.Request | None = None
+    ) -> str | dict:
+        """Save the drawing as an example of ``label`` (:mod:`client.feedback`); a status line
+        (saved, or why not), which a stroke of a later drawing takes away."""
+        page, generation = self._seen(generation, request)
+        self.generations.show(page, "correction", generation)
+        return self._save(sketch, label)
+
+    def _save(self, sketch: dict | None, label: str | None) -> str:
         try:
             path = save_correction(self.settings.corrections, sketch_to_png(sketch), label or "")
         except (OSError, ValueError) as error:
@@ -515,7 +542,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                                 )
                                 correct_button = gr.Button("Save correction", elem_id="save-correction", scale=1)
                             correction_status = gr.Markdown(elem_id="correction-status")
-                    with gr.Tab("Upload"):
+                    with gr.Tab("Upload", elem_id="upload-tab"):
                         upload = gr.File(
                             label="Image file (PNG, JPEG, WebP, GIF, BMP)", type="filepath", elem_id="upload",
                         )
@@ -597,12 +624,11 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             recognizer.recognize_live, [pad, picker, top_k, generation], results, api_visibility="private",
             trigger_mode="always_last", show_progress="hidden", js=LIVE_JS,
         ).then(None, answer, waited, js=WAITED_JS)
-        pad.input(recognizer.stroke, generation, None, api_visibility="private", show_progress="hidden", js=STROKE_JS)
         # A new stroke makes the heat map and a correction's status about another drawing.
-        if manages:
-            pad.input(lambda: (None, ""), None, [heat, correction_status], api_visibility="private", show_progress="hidden")
-        else:
-            pad.input(lambda: None, None, heat, api_visibility="private", show_progress="hidden")
+        pad.input(
+            recognizer.stroke, generation, [heat, correction_status] if manages else heat,
+            api_visibility="private", show_progress="hidden", js=STROKE_JS,
+        )
         upload_button.click(
             recognizer.recognize_upload, [upload, picker, top_k, generation], results, api_name="recognize_upload",
             js=asked_js("recognize-upload"),
@@ -625,7 +651,8 @@ def build_app(settings: AppSettings) -> gr.Blocks:
         text_tab.select(None, None, None, js=PEN_READY_JS)  # its pad is drawn when the tab is first shown
         if manages:
             correct_button.click(
-                recognizer.save_correction, [pad, correct_label], correction_status, api_name="save_correction",
+                recognizer.save_correction, [pad, correct_label, generation], correction_status,
+                api_name="save_correction", js=CORRECTION_JS,
             )
 
         text_results = [text_read, text_boxes, text_time, text_status, text_picker]

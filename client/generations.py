@@ -15,6 +15,12 @@ newest generation each page (Gradio's ``session_hash``) has sent (:meth:`Generat
 call whose generation is older than that when it ends answers nothing (``gr.skip()``,
 :meth:`Generations.is_current`). Calls of the app's API send no generation (0): a script's calls,
 which share a session, never drop each other.
+
+A stroke also takes away what explained or corrected the previous drawing (the heat map, the
+correction's status line), and that event reaches the server late too, possibly after a click that
+came after the stroke: so each such output notes the generation it was asked in
+(:meth:`Generations.show`), and a stroke's event clears only what was asked in an older generation
+(:meth:`Generations.shows_older`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Generations:
     def __init__(self, max_pages: int = MAX_PAGES):
         self.max_pages = max_pages
         self._newest: OrderedDict[str, int] = OrderedDict()
+        self._shown: dict[str, dict[str, int]] = {}  # page -> output -> generation it was asked in
         self._lock = threading.Lock()
 
     def see(self, page: str | None, generation: int) -> None:
@@ -43,7 +50,8 @@ class Generations:
             newest = max(self._newest.pop(page, 0), generation)
             self._newest[page] = newest
             while len(self._newest) > self.max_pages:
-                self._newest.popitem(last=False)
+                forgotten, _ = self._newest.popitem(last=False)
+                self._shown.pop(forgotten, None)
 
     def is_current(self, page: str | None, generation: int) -> bool:
         """Whether ``page`` has sent no newer generation than ``generation``."""
@@ -51,3 +59,20 @@ class Generations:
             return True
         with self._lock:
             return self._newest.get(page, 0) <= generation
+
+    def show(self, page: str | None, output: str, generation: int) -> None:
+        """``page``'s ``output`` (a name) now shows what was asked in ``generation``; call
+        :meth:`see` for the page first."""
+        if page is None:
+            return
+        with self._lock:
+            if page in self._newest:
+                self._shown.setdefault(page, {})[output] = generation
+
+    def shows_older(self, page: str | None, output: str, generation: int) -> bool:
+        """Whether ``page``'s ``output`` shows what was asked before ``generation`` (or nothing
+        noted): a stroke that started ``generation`` may clear it."""
+        if page is None:
+            return True
+        with self._lock:
+            return self._shown.get(page, {}).get(output, -1) < generation

@@ -253,6 +253,19 @@ def test_an_answer_asked_before_a_clear_or_a_stroke_that_reached_the_server_firs
     assert [ranking.value["label"] for _, ranking, *_ in answers] == list("17171717")
 
 
+def test_a_strokes_late_event_spares_the_heat_map_and_correction_asked_after_it(torchserve):
+    """A stroke takes away the heat map and the correction's status, which were about the drawing
+    before it; but its event can reach the server after a Why? or a Save clicked after the stroke."""
+    callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
+    heat, _ = callbacks.explain_drawing(sketch_dict("7"), "digits/1.0", 2, page)  # clicked on drawing 2
+    saved = callbacks.save_correction(sketch_dict("7"), "hello", 2, page)
+    assert heat is not None and "one digit or letter" in saved
+    assert callbacks.stroke(2, page) == (gr.skip(), gr.skip())  # the stroke that started drawing 2, late
+    assert callbacks.stroke(3, page) == (None, "")  # the next stroke
+    viewer = Recognizer(AppSettings(endpoints=torchserve.endpoints, read_only=True))  # the heat map alone
+    assert viewer.stroke(1, page) is None
+
+
 def test_a_rotated_key_is_re_read_from_the_key_file(torchserve):
     callbacks = recognizer(torchserve.endpoints)
     assert callbacks.recognize_drawing(sketch_dict(), "digits/1.0", 3)[0]  # keys now cached

@@ -1,7 +1,8 @@
 """A real browser on the real app: headless Chromium (Debian's ``chromium``, installed by
 ``make browser``), driven by Playwright, draws on the Sketchpad with the mouse, as a person does
 (no tool picked first), and reads the answers from the page: live after each stroke, after a
-Clear, for a blob, for an upload that is no image, with a heat map; it types a correction longer
+Clear, for a blob, for an upload that is no image, with a heat map; it changes top k on either
+tab and sees the answer redone for that tab's input; it types a correction longer
 than one character and sees it refused whole; it holds an answer back and clears the pad or
 adds a stroke while it is on its way, and that answer never lands; it holds the pad's upload
 back and clears (after a stroke, after the Recognize button) or changes top k meanwhile, and the
@@ -31,6 +32,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from handler.server import PORT_NAMES, TorchServe, free_ports
+from tests.canvases import drawing, encode
 from tests.conftest import PROJECT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -418,7 +420,32 @@ def test_an_upload_that_is_not_an_image_gets_a_sentence(page, tmp_path):
     status = page.locator("#status").inner_text()
     assert "image" in status and "Traceback" not in status and "HTTP" not in status, status
     assert page.get_by_text("Error", exact=True).count() == 0  # no bare error badge
+    page.locator("#upload").get_by_role("button", name="Clear").click()  # the next test uploads again
+    expect(page.locator(ANSWER)).to_have_text("")
     page.get_by_role("tab", name="Draw").click()
+
+
+def test_another_top_k_redoes_the_answer_for_the_tab_shown(page, tmp_path, latencies):
+    page.get_by_role("button", name="Clear canvas").click()
+    expect(page.locator(ANSWER)).to_have_text("")
+    assert draw_and_time(page, "7", latencies).startswith("7\n")
+    one = tmp_path / "one.png"
+    one.write_bytes(encode(drawing("1")))
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload input[type=file]").set_input_files(one)
+    expect(page.locator("#upload")).to_contain_text(re.compile(r"one\s*\.png"))
+    page.locator("#recognize-upload").click()
+    expect(page.locator(ANSWER)).to_contain_text(re.compile(r"^\s*1\s+\S+% sure"))
+    # On the Upload tab, the uploaded 1's answer is redone, not the 7 on the pad.
+    top_k = ranking_rows(page) % 5 + 1
+    redo_with_top_k(page, top_k)
+    expect(page.locator("#ranking .confidence-set")).to_have_count(top_k)
+    assert settled_answer(page)[0].startswith("1\n")
+    # Back on the Draw tab, the drawing's.
+    page.get_by_role("tab", name="Draw").click()
+    redo_with_top_k(page, top_k % 5 + 1)
+    expect(page.locator("#ranking .confidence-set")).to_have_count(top_k % 5 + 1)
+    assert settled_answer(page)[0].startswith("7\n")
 
 
 def test_unregister_asks_first_then_the_version_is_gone(page, torchserve):

@@ -47,3 +47,21 @@ def test_the_longest_unused_page_is_forgotten_first():
     generations.see("c", 1)  # a third page: old is forgotten, at generation 0 again
     assert generations.is_current("old", 0)
     assert not generations.is_current("b", 0) and not generations.is_current("c", 0)
+
+
+def test_a_strokes_late_event_clears_only_what_was_asked_before_the_stroke():
+    generations = Generations()
+    generations.see("page", 3)  # the stroke starting drawing 3, then Why? clicked on drawing 3
+    generations.show("page", "heat", 3)
+    generations.show("page", "correction", 2)  # saved for the drawing before the stroke
+    assert not generations.shows_older("page", "heat", 3)  # the stroke's late clear spares it
+    assert generations.shows_older("page", "correction", 3)
+    assert generations.shows_older("page", "heat", 4)  # the next stroke takes it away
+
+
+def test_a_forgotten_page_forgets_what_it_showed():
+    generations = Generations(max_pages=1)
+    generations.see("old", 2)
+    generations.show("old", "heat", 2)
+    generations.see("new", 1)
+    assert generations.shows_older("old", "heat", 0)
