@@ -516,14 +516,16 @@ def canvas_ink(
     :class:`BlankImageError` when there is no drawing.
     """
     image = decode_image(data, limits)
+    levels = _ink_levels(image)
+    maybe_photo = min(image.height, image.width) >= MIN_PHOTO_SIDE
     ink = ink_map(image)
     peak = float(ink.max())
     _check_contrast(peak, settings)
     mask = ink > settings.noise_floor * peak
     count = int(np.count_nonzero(mask))
-    # What canvas_to_glyph would read as a photo (ink over half the image, or grainy ink along an
-    # edge: the background is not what fills the border) has no ink map to segment.
-    if min(ink.shape) >= MIN_PHOTO_SIDE and not _is_canvas(ink, mask, count):
+    # What canvas_to_glyph reads as a photo (no one level around the border: sensor noise, uneven
+    # light; or ink over half the image, or grainy ink along an edge) has no ink map to segment.
+    if maybe_photo and ((levels is not None and not levels[2]) or not _is_canvas(ink, mask, count)):
         raise InputError(
             "text is read on drawings on a canvas (one background colour), not on photos of "
             "paper: draw the characters on a canvas, or send them one at a time"

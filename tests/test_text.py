@@ -120,9 +120,11 @@ def test_a_second_line_of_text_is_refused_not_read_as_one_string(apart):
         text.segment(canvas_ink(encode(two_lines("170", "417", apart))))
 
 
-def test_a_photo_of_paper_is_not_read_as_text():
+@pytest.mark.parametrize("desk", [(), ("left",)])  # a sheet filling the photo; a desk along its edge
+@pytest.mark.parametrize("exposure", [1.0, 0.45])
+def test_a_photo_of_paper_is_not_read_as_text(desk, exposure):
     with pytest.raises(InputError, match="not on photos of paper"):
-        canvas_ink(paper_photo("7", desk=("left",)))
+        canvas_ink(paper_photo("7", desk=desk, exposure=exposure))
 
 
 def test_the_best_path_takes_the_likeliest_segmentation():
