@@ -65,11 +65,16 @@ class ServingError(RuntimeError):
 
     @classmethod
     def from_response(cls, response: requests.Response) -> "ServingError":
+        """The error of ``response``: its ``type`` and ``message``; an answer of another shape
+        (not JSON, or a KServe envelope's error, as a server started with ``ENVELOPE=`` answers a
+        request without ``instances``) keeps its whole text as the message, never an empty one."""
         try:
             body = response.json()
-            return cls(response.status_code, body.get("type", ""), body.get("message", ""))
-        except (ValueError, AttributeError):
-            return cls(response.status_code, response.reason or "", response.text.strip())
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            return cls(response.status_code, body.get("type", ""), body["message"])
+        return cls(response.status_code, response.reason or "", " ".join(response.text.split()))
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -137,22 +142,32 @@ class Keys:
 
     @classmethod
     def read(cls, key_file: Path) -> "Keys":
+        """The keys in ``key_file``. Raises :class:`FileNotFoundError` when there is none and
+        :class:`ValueError` (naming the file and what it lacks) for a file of another shape."""
         try:
             data = json.loads(key_file.read_text())
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"no key file at {key_file}: is TorchServe running? (make serve)"
             ) from None
-        expires = {
-            kind: datetime.fromisoformat(data[kind]["expiration time"].replace("Z", "+00:00"))
-            for kind in ("inference", "management")
-        }
-        return cls(
-            inference=data["inference"]["key"],
-            management=data["management"]["key"],
-            api=data["API"]["key"],
-            expires=expires,
-        )
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise ValueError(f"{key_file} is not a TorchServe key file (not JSON: {error})") from None
+        try:
+            expires = {
+                kind: datetime.fromisoformat(data[kind]["expiration time"].replace("Z", "+00:00"))
+                for kind in ("inference", "management")
+            }
+            return cls(
+                inference=data["inference"]["key"],
+                management=data["management"]["key"],
+                api=data["API"]["key"],
+                expires=expires,
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as error:  # ValueError: a bad date
+            raise ValueError(
+                f"{key_file} is not a TorchServe key file ({type(error).__name__}: {error}): it holds "
+                '"inference", "management" and "API", each with a "key" and an "expiration time"'
+            ) from None
 
     def expired(self, kind: str) -> bool:
         return datetime.now(timezone.utc) >= self.expires[kind]

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import requests
 
-from client.api import Endpoints, Keys, TorchServeClient
+from client.api import Endpoints, Keys, ServingError, TorchServeClient
 from handler.archive import build_archive
 from tests.canvases import drawing_png
 from tests.conftest import running_torchserve, serving_config
@@ -62,6 +63,35 @@ def test_keys_know_when_they_expire(tmp_path):
 def test_a_missing_key_file_says_to_start_the_server(tmp_path):
     with pytest.raises(FileNotFoundError, match="make serve"):
         Keys.read(tmp_path / "key_file.json")
+
+
+@pytest.mark.parametrize("content", [
+    '{"inference": {"key": "i"}, "management": {"key": "m"}, "API": {"key": "a"}}',  # no expiry
+    '{"inference": "i"}',
+    "[]",
+    "key=i",  # not JSON
+])
+def test_a_key_file_of_another_shape_is_named_not_a_traceback(tmp_path, content):
+    path = tmp_path / "k.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"{path} is not a TorchServe key file"):
+        Keys.read(path)
+
+
+def response(status: int, body: str, reason: str = "Bad Request") -> requests.Response:
+    answer = requests.Response()
+    answer.status_code, answer.reason, answer._content = status, reason, body.encode()
+    return answer
+
+
+def test_an_error_answer_keeps_its_message_whatever_its_shape():
+    error = ServingError.from_response(response(400, '{"code": 400, "type": "InputError", "message": "blank"}'))
+    assert (error.status, error.type, error.message) == (400, "InputError", "blank")
+    # A KServe v1 envelope's error, as a server started with ENVELOPE=kserve answers /predictions.
+    enveloped = '{"predictions": [{"code": 400, "type": "InputError", "message": "send {\\"instances\\": ...}"}]}'
+    error = ServingError.from_response(response(400, enveloped))
+    assert "instances" in error.message and error.type == "Bad Request"
+    assert ServingError.from_response(response(502, "<html>bad gateway</html>", "Bad Gateway")).message == "<html>bad gateway</html>"
 
 
 @pytest.mark.slow
