@@ -123,7 +123,12 @@ LIVE_JS = stamped_js("window.strokeGeneration", CLEARED_SINCE_STROKE)
 SHOWN_TAB_ONLY = 'if (document.getElementById("upload-tab")?.checkVisibility()) args[0] = null; else args[1] = null;'
 AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {SHOWN_TAB_ONLY} {NEW_GENERATION}")
 EXPLAIN_JS = stamped_js('window.askedGeneration?.["explain"]')
-CORRECTION_JS = stamped_js('window.askedGeneration?.["save-correction"]')
+# Save correction sends the generation of the click and, last, the pad's generation when its image
+# is sent: a stroke or a Clear in between changed the drawing that would be saved under the label.
+CORRECTION_JS = (
+    '(...args) => { args[args.length - 2] = window.askedGeneration?.["save-correction"] ?? 0; '
+    "args[args.length - 1] = window.padGeneration ?? 0; return args; }"
+)
 
 
 def asked_js(button: str) -> str:
@@ -136,6 +141,8 @@ def asked_js(button: str) -> str:
 # the click to the answer on the page, in the browser; the server's share is in the status line.
 WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recognizerAsked)} ms` : ''"
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
+DRAWING_CHANGED = ("the drawing changed after you clicked Save correction (a stroke or Clear came before "
+                   "its image was sent): nothing was saved; click Save correction again")
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
 RANKING, NOT_AN_ANSWER = "Ranking", "Closest labels (not an answer: the drawing is not taken for a character)"
 WHAT_IS_READ = {"digits": "digit", "letters": "letter", "balanced": "digit or letter"}
@@ -339,12 +346,18 @@ class Recognizer:
         return shown, status
 
     def save_correction(
-        self, sketch: dict | None, label: str | None, generation: float = 0, request: gr.Request | None = None
+        self, sketch: dict | None, label: str | None, generation: float = 0, sent: float = 0,
+        request: gr.Request | None = None,
     ) -> str | dict:
         """Save the drawing as an example of ``label`` (:mod:`client.feedback`); a status line
-        (saved, or why not), which a stroke of a later drawing takes away."""
+        (saved, or why not), which a stroke of a later drawing takes away. ``generation``: the
+        drawing's when Save was clicked; ``sent``: when the page sent its image (Gradio sends it
+        after uploading it, and a stroke or Clear may come in between): when they differ, the
+        image is not the drawing the label was typed for, and nothing is saved."""
         page, generation = self._seen(generation, request)
         self.generations.show(page, "correction", generation)
+        if int(sent or 0) != generation:
+            return self.failure(ValueError(DRAWING_CHANGED))
         return self._save(sketch, label)
 
     def _save(self, sketch: dict | None, label: str | None) -> str:
@@ -650,8 +663,9 @@ def build_app(settings: AppSettings) -> gr.Blocks:
             sketchpad.clear(None, None, None, js=PEN_READY_JS)
         text_tab.select(None, None, None, js=PEN_READY_JS)  # its pad is drawn when the tab is first shown
         if manages:
+            sent = gr.Number(value=0, precision=0, visible=False)  # the pad's generation when its image is sent
             correct_button.click(
-                recognizer.save_correction, [pad, correct_label, generation], correction_status,
+                recognizer.save_correction, [pad, correct_label, generation, sent], correction_status,
                 api_name="save_correction", js=CORRECTION_JS,
             )
 

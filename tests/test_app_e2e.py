@@ -258,12 +258,22 @@ def test_a_strokes_late_event_spares_the_heat_map_and_correction_asked_after_it(
     before it; but its event can reach the server after a Why? or a Save clicked after the stroke."""
     callbacks, page = recognizer(torchserve.endpoints), gr.Request(session_hash="a page")
     heat, _ = callbacks.explain_drawing(sketch_dict("7"), "digits/1.0", 2, page)  # clicked on drawing 2
-    saved = callbacks.save_correction(sketch_dict("7"), "hello", 2, page)
+    saved = callbacks.save_correction(sketch_dict("7"), "hello", 2, 2, page)
     assert heat is not None and "one digit or letter" in saved
     assert callbacks.stroke(2, page) == (gr.skip(), gr.skip())  # the stroke that started drawing 2, late
     assert callbacks.stroke(3, page) == (None, "")  # the next stroke
     viewer = Recognizer(AppSettings(endpoints=torchserve.endpoints, read_only=True))  # the heat map alone
     assert viewer.stroke(1, page) is None
+
+
+def test_a_correction_whose_drawing_changed_after_the_click_is_not_saved(torchserve, tmp_path):
+    """Save correction reads the pad when the page sends its image, after uploading it: a stroke
+    drawn in between (the page's generation moved from 2 to 3) would be saved under the label."""
+    callbacks = Recognizer(AppSettings(endpoints=torchserve.endpoints, run_dir=tmp_path))
+    status = callbacks.save_correction(sketch_dict("7"), "7", 2, 3, gr.Request(session_hash="a page"))
+    assert "nothing was saved" in status and not list(tmp_path.rglob("*.png"))
+    assert callbacks.save_correction(sketch_dict("7"), "7", 3, 3).startswith("Saved as an example of **7**")
+    assert len(list(tmp_path.rglob("*.png"))) == 1
 
 
 def test_a_rotated_key_is_re_read_from_the_key_file(torchserve):

@@ -3,7 +3,8 @@
 (no tool picked first), and reads the answers from the page: live after each stroke, after a
 Clear, for a blob, for an upload that is no image, with a heat map; it changes top k on either
 tab and sees the answer redone for that tab's input; it types a correction longer
-than one character and sees it refused whole; it holds an answer back and clears the pad or
+than one character and sees it refused whole, and a correction refused when a stroke follows
+the click before the drawing is sent; it holds an answer back and clears the pad or
 adds a stroke while it is on its way, and that answer never lands; it holds the pad's upload
 back and clears (after a stroke, after the Recognize button) or changes top k meanwhile, and the
 late answer never lands either; it confirms an unregister,
@@ -204,6 +205,19 @@ def test_a_correction_typed_longer_than_one_character_is_refused_whole(page, lat
     page.locator("#save-correction").click()
     expect(page.locator("#correction-status")).to_contain_text(
         "type the right answer as one digit or letter (got 'hello')")
+    page.locator("#correct-label textarea").fill("")
+
+
+def test_a_correction_is_not_saved_when_a_stroke_follows_the_click_before_the_drawing_is_sent(page, latencies):
+    draw_and_time(page, "7", latencies)
+    page.locator("#correct-label textarea").fill("7")
+    with uploads_held(page) as held:
+        page.locator("#save-correction").click()
+        wait_for_upload(page, held)
+        draw(page, "1")  # the 7 with a 1 over it would have been saved as a 7
+    expect(page.locator("#correction-status")).to_contain_text("nothing was saved")
+    page.locator("#save-correction").click()  # again, nothing drawn since: saved
+    expect(page.locator("#correction-status")).to_contain_text("Saved as an example of 7")
     page.locator("#correct-label textarea").fill("")
 
 
