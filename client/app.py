@@ -93,8 +93,12 @@ PEN_READY_JS = """(...args) => {
       }
     }, true);
     document.addEventListener("click", (event) => {  // a button asks about the drawing of this moment
-      const button = event.target.closest?.("#recognize-drawing, #recognize-upload, #explain, #save-correction");
+      const button = event.target.closest?.("#recognize-drawing, #explain, #save-correction");
       if (button) window.askedGeneration[button.id] = window.padGeneration;
+      // Showing the other tab, or asking about the file, starts a generation: answers for the
+      // other tab's input still on their way are dropped.
+      const other = event.target.closest?.("#recognize-upload, #draw-tab-button, #upload-tab-button");
+      if (other && other.getAttribute("aria-selected") !== "true") window.askedGeneration[other.id] = window.padGeneration += 1;
     }, true);
   }
   return args;
@@ -118,10 +122,15 @@ CLEAR_JS = stamped_js("window.padGeneration", NEW_GENERATION)
 PAD_CLEAR_JS = stamped_js("window.padGeneration", "window.padClearedAt = performance.now(); " + NEW_GENERATION)
 STROKE_JS = stamped_js("window.strokeGeneration")
 LIVE_JS = stamped_js("window.strokeGeneration", CLEARED_SINCE_STROKE)
-# Another version or top k redoes the answer for what the tab shown holds (Recognizer.recognize_again
-# takes the pad, then the file): the other tab's input is not sent.
+# The answer is for what the tab shown holds: another version or top k redoes it, and so does
+# showing the other tab (Recognizer.recognize_again takes the pad, then the file; the other tab's
+# input is not sent).
 SHOWN_TAB_ONLY = 'if (document.getElementById("upload-tab")?.checkVisibility()) args[0] = null; else args[1] = null;'
 AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {SHOWN_TAB_ONLY} {NEW_GENERATION}")
+# A tab shown: the generation its click started (above), and only its input; without a click (the
+# tab Gradio selects when the page loads) NOT_ASKED: nothing to redo.
+DRAW_SHOWN_JS = stamped_js('(window.askedGeneration?.["draw-tab-button"] ?? -1)', f"{CLEARED_SINCE_STROKE} args[1] = null;")
+UPLOAD_SHOWN_JS = stamped_js('(window.askedGeneration?.["upload-tab-button"] ?? -1)', "args[0] = null;")
 EXPLAIN_JS = stamped_js('window.askedGeneration?.["explain"]')
 # Save correction sends the generation of the click and, last, the pad's generation when its image
 # is sent: a stroke or a Clear in between changed the drawing that would be saved under the label.
@@ -143,6 +152,7 @@ WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recog
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
 DRAWING_CHANGED = ("the drawing changed after you clicked Save correction (a stroke or Clear came before "
                    "its image was sent): nothing was saved; click Save correction again")
+NOT_ASKED = -1  # the generation of a tab's select that no click of the user's made
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
 RANKING, NOT_AN_ANSWER = "Ranking", "Closest labels (not an answer: the drawing is not taken for a character)"
 WHAT_IS_READ = {"digits": "digit", "letters": "letter", "balanced": "digit or letter"}
@@ -295,7 +305,10 @@ class Recognizer:
         """The answer redone after the model version or top k changed: for the drawing on the
         pad, else for the uploaded image; quiet when there is neither. The page sends only the
         input of the tab shown (the other one as ``None``: :data:`SHOWN_TAB_ONLY`), so on the
-        Upload tab the file's answer is redone even when the pad holds a drawing."""
+        Upload tab the file's answer is redone even when the pad holds a drawing; nothing for
+        generation :data:`NOT_ASKED` (a tab selected without the user's click)."""
+        if generation == NOT_ASKED:
+            return gr.skip()
         try:
             drawn = not is_blank(sketch_image(sketch))
         except NoDrawingError:
@@ -536,7 +549,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                             info=MODELS_INFO, scale=3,
                         )
                         top_k = gr.Slider(1, settings.max_top_k, value=settings.top_k, step=1, label="Top k", scale=1)
-                    with gr.Tab("Draw"):
+                    with gr.Tab("Draw", elem_id="draw-tab") as draw_tab:
                         # A canvas slightly larger than the pad shows it (zoom under 100%), so the
                         # zoom Gradio picks on load is the one it resets to on Clear: no jump.
                         pad = gr.Sketchpad(
@@ -555,7 +568,7 @@ def build_app(settings: AppSettings) -> gr.Blocks:
                                 )
                                 correct_button = gr.Button("Save correction", elem_id="save-correction", scale=1)
                             correction_status = gr.Markdown(elem_id="correction-status")
-                    with gr.Tab("Upload", elem_id="upload-tab"):
+                    with gr.Tab("Upload", elem_id="upload-tab") as upload_tab:
                         upload = gr.File(
                             label="Image file (PNG, JPEG, WebP, GIF, BMP)", type="filepath", elem_id="upload",
                         )
@@ -649,12 +662,16 @@ def build_app(settings: AppSettings) -> gr.Blocks:
         explain_button.click(
             recognizer.explain_drawing, [pad, picker, generation], [heat, status], api_name="explain", js=EXPLAIN_JS,
         )
-        # Another version or top k: the answer is redone, and the heat map, which explained the
-        # previous answer, goes (as after a new stroke).
-        for changed in (picker.input, top_k.input):  # the user changed it (not a blur, not the app)
+        # Another version or top k, or the other tab shown: the answer is redone for the tab's input,
+        # and the heat map, which explained the previous answer, goes (as after a new stroke).
+        redone = (  # picker and top k: the user changed them (not a blur, not the app)
+            (picker.input, AGAIN_JS), (top_k.input, AGAIN_JS), (draw_tab.select, DRAW_SHOWN_JS),
+            (upload_tab.select, UPLOAD_SHOWN_JS),
+        )
+        for changed, again in redone:
             changed(
                 recognizer.recognize_again, [pad, upload, picker, top_k, generation], results,
-                api_visibility="private", trigger_mode="always_last", show_progress="hidden", js=AGAIN_JS,
+                api_visibility="private", trigger_mode="always_last", show_progress="hidden", js=again,
             ).then(lambda: None, None, heat, api_visibility="private")
         for source, clear_js in ((pad, PAD_CLEAR_JS), (upload, CLEAR_JS)):
             source.clear(recognizer.clear, generation, [answer, ranking, confidence, seen, status, heat, waited],

@@ -21,7 +21,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from client.app import AppSettings, Recognizer
+from client.app import NOT_ASKED, AppSettings, Recognizer
 from client.catalog import TABLE_HEADERS
 from tests.canvases import drawing, encode, text_drawing, transparent_sketch
 from tests.conftest import free_ports
@@ -239,6 +239,8 @@ def test_an_answer_asked_before_a_clear_or_a_stroke_that_reached_the_server_firs
     assert ranking.value["label"] == "1"
     _, ranking, *_ = callbacks.recognize_again(sketch_dict("1"), None, "digits/1.0", 4, 3, page)
     assert len(ranking.value["confidences"]) == 4
+    # The tab Gradio selects as the page loads: no click, nothing redone (the status stays).
+    assert callbacks.recognize_again(None, None, "digits/1.0", 4, NOT_ASKED, page) == gr.skip()
     predict = callbacks.client.predict
 
     def stroke_meanwhile(*args, **kwargs):
