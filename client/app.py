@@ -129,15 +129,13 @@ SHOWN_TAB_ONLY = 'if (document.getElementById("upload-tab")?.checkVisibility()) 
 AGAIN_JS = stamped_js("window.padGeneration", f"{CLEARED_SINCE_STROKE} {SHOWN_TAB_ONLY} {NEW_GENERATION}")
 # A tab shown: the generation its click started (above), and only its input; without a click (the
 # tab Gradio selects when the page loads) NOT_ASKED: nothing to redo.
-DRAW_SHOWN_JS = stamped_js('(window.askedGeneration?.["draw-tab-button"] ?? -1)', f"{CLEARED_SINCE_STROKE} args[1] = null;")
-UPLOAD_SHOWN_JS = stamped_js('(window.askedGeneration?.["upload-tab-button"] ?? -1)', "args[0] = null;")
+NOT_ASKED = -1
+DRAW_SHOWN_JS = stamped_js(f'(window.askedGeneration?.["draw-tab-button"] ?? {NOT_ASKED})', f"{CLEARED_SINCE_STROKE} args[1] = null;")
+UPLOAD_SHOWN_JS = stamped_js(f'(window.askedGeneration?.["upload-tab-button"] ?? {NOT_ASKED})', "args[0] = null;")
 EXPLAIN_JS = stamped_js('window.askedGeneration?.["explain"]')
 # Save correction sends the generation of the click and, last, the pad's generation when its image
 # is sent: a stroke or a Clear in between changed the drawing that would be saved under the label.
-CORRECTION_JS = (
-    '(...args) => { args[args.length - 2] = window.askedGeneration?.["save-correction"] ?? 0; '
-    "args[args.length - 1] = window.padGeneration ?? 0; return args; }"
-)
+CORRECTION_JS = stamped_js("window.padGeneration", 'args[args.length - 2] = window.askedGeneration?.["save-correction"] ?? 0;')
 
 
 def asked_js(button: str) -> str:
@@ -152,7 +150,6 @@ WAITED_JS = "(answer) => answer ? `${Math.round(performance.now() - window.recog
 AUTH_ENV = "RECOGNIZER_APP_AUTH"  # "user:password", when no --auth-file is given
 DRAWING_CHANGED = ("the drawing changed after you clicked Save correction (a stroke or Clear came before "
                    "its image was sent): nothing was saved; click Save correction again")
-NOT_ASKED = -1  # the generation of a tab's select that no click of the user's made
 UNSURE = 0.5  # below this calibrated confidence the answer says which other label is close
 RANKING, NOT_AN_ANSWER = "Ranking", "Closest labels (not an answer: the drawing is not taken for a character)"
 WHAT_IS_READ = {"digits": "digit", "letters": "letter", "balanced": "digit or letter"}

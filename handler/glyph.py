@@ -271,7 +271,11 @@ def ink_map(image: Image.Image) -> np.ndarray:
     The background is whatever fills the image's border: transparent, light or dark. Ink is the
     difference from it, so black-on-white, white-on-black and coloured ink all work.
     """
-    levels = _ink_levels(image)
+    return _ink_of(image, _ink_levels(image))
+
+
+def _ink_of(image: Image.Image, levels: tuple[np.ndarray, np.ndarray, bool] | None) -> np.ndarray:
+    """:func:`ink_map` of ``image`` whose :func:`_ink_levels` are ``levels``."""
     if levels is None:
         grey = _luminance(image)
         return np.abs(grey - np.median(_border(grey))).astype(np.float32, copy=False)
@@ -518,7 +522,7 @@ def canvas_ink(
     image = decode_image(data, limits)
     levels = _ink_levels(image)
     maybe_photo = min(image.height, image.width) >= MIN_PHOTO_SIDE
-    ink = ink_map(image)
+    ink = _ink_of(image, levels)
     peak = float(ink.max())
     _check_contrast(peak, settings)
     mask = ink > settings.noise_floor * peak
